@@ -1,0 +1,61 @@
+# The two commands a fresh machine needs: `make prepare` and `make test`. Each creates or refreshes
+# .venv from the pinned requirements when they change, then runs.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+
+# make prepare: the embedded offline default, or e.g. `make prepare DATA=hh SPLIT=6,2,2`.
+DATA ?= data/sample-hh
+SPLIT ?= 2,4,4
+SEED ?= 1234
+MAX_SEQ_LEN ?= 512
+MAX_PROMPT_LEN ?= 256
+ifeq ($(DATA),hh)
+TOKENIZER ?= facebook/opt-1.3b
+endif
+TOKENIZER ?= data/tokenizer/tokenizer.json
+OUT ?= out/$(notdir $(DATA))
+DATA_DIR ?=
+PREPARE_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: prepare test inspect clean help
+
+help:
+	@echo "make prepare [DATA=hh|PATH] [SPLIT=2,4,4] [SEED=1234] [TOKENIZER=...] [DATA_DIR=...] [OUT=...]"
+	@echo "make test     install everything (torch first) and run the test-suite"
+	@echo "make inspect  describe the first phase-1 shard of OUT"
+
+$(VENV)/.dataprep: requirements/dataprep.txt packages/dataprep/pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -r requirements/dataprep.txt
+	$(PIP) install -q --no-deps -e packages/dataprep
+	@touch $@
+
+# torch is pinned in the same pip call as deepspeed: an unpinned torch would pull a multi-GB CUDA build.
+$(VENV)/.trainer: $(VENV)/.dataprep requirements/trainer.txt packages/trainer/pyproject.toml
+	$(PIP) install -q -r requirements/trainer.txt
+	$(PIP) install -q --no-deps -e packages/trainer
+	@touch $@
+
+$(VENV)/.test: $(VENV)/.trainer requirements/test.txt
+	$(PIP) install -q -r requirements/test.txt
+	@touch $@
+
+prepare: $(VENV)/.dataprep
+	$(VENV)/bin/dataprep prepare --data $(DATA) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) \
+		--split $(SPLIT) --seed $(SEED) --tokenizer $(TOKENIZER) \
+		--max-seq-len $(MAX_SEQ_LEN) --max-prompt-len $(MAX_PROMPT_LEN) --out $(OUT) $(PREPARE_ARGS)
+
+inspect: $(VENV)/.dataprep
+	$(VENV)/bin/dataprep inspect "$$(ls $(OUT)/phase1/train-*.arrow | head -n 1)"
+
+# pytest exits 5 when it collected no tests: that is a failure here, not a pass.
+test: $(VENV)/.test
+	HF_HUB_OFFLINE=1 $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: no tests were collected" >&2; exit 1; fi; exit $$rc
+
+clean:
+	rm -rf out .pytest_cache

@@ -1,0 +1,123 @@
+"""The `dataprep` command line. Errors a user can fix print as one line and exit 2; no traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from dataprep import __version__
+from dataprep.errors import DataprepError
+
+PREPARE_HELP = """\
+Read preference data, split it into the three InstructGPT phases exactly as DeepSpeed-Chat's
+data_split does, tokenize each phase and write memory-mapped Arrow shards plus DIR/manifest.json.
+
+Output:
+  DIR/phase1/{train,eval}-NNNNN-of-NNNNN.arrow   SFT: input_ids (prompt + chosen + EOS), prompt_len
+  DIR/phase2/...                                 reward: chosen_input_ids, rejected_input_ids, prompt_len
+  DIR/phase3/...                                 PPO: prompt_input_ids (<= --max-prompt-len)
+  DIR/normalized/NAME.arrow                      canonical text rows with their side and phase
+  DIR/dropped/NAME.arrow                         every dropped row with its reason
+  DIR/manifest.json                              inputs, options, tokenizer, counts, shard hashes
+
+Re-running with the same inputs and options reuses DIR; any change rebuilds it.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dataprep", description="Prepare RLHF preference data as token shards.")
+    parser.add_argument("--version", action="version", version=f"dataprep {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("prepare", help="normalize, split and tokenize into phase shards", description=PREPARE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", nargs="+", required=True, metavar="hh|PATH",
+                   help="datasets: the registered name 'hh' (Anthropic HH-RLHF) or local files/directories "
+                        "(.jsonl, .jsonl.gz, .json, .parquet, .csv). Files named *test* are the eval side. "
+                        "Several datasets are blended as DeepSpeed-Chat does.")
+    p.add_argument("--data-dir", type=Path, metavar="DIR", help="local copy of a registered dataset (for hh: DIR/<subset>/{train,test}.jsonl.gz)")
+    p.add_argument("--revision", metavar="REV", help="hub revision (branch, tag or commit) for registered datasets")
+    p.add_argument("--split", default="2,4,4", metavar="A,B,C", help="phase 1,2,3 weights, DeepSpeed-Chat's data_split (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=1234, help="split and blend seed (default: %(default)s)")
+    p.add_argument("--tokenizer", required=True, metavar="TOK", help="a tokenizer.json, a Hugging Face tokenizer directory or hub id, or a SentencePiece .model")
+    p.add_argument("--eos-token", metavar="TOKEN", help="end-of-text token appended in phases 1 and 2 (default: the tokenizer's own)")
+    p.add_argument("--max-seq-len", type=int, default=512, help="phases 1-2: keep the first N tokens (default: %(default)s)")
+    p.add_argument("--max-prompt-len", type=int, default=256, help="phase 3: drop prompts longer than N tokens (default: %(default)s)")
+    p.add_argument("--shard-size-mb", type=int, default=256, help="upper bound on token bytes per shard (default: %(default)s)")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory")
+    p.add_argument("--force", action="store_true", help="rebuild even if DIR is up to date")
+    p.add_argument("--json", action="store_true", help="print the manifest as JSON instead of the summary table")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    i = sub.add_parser("inspect", help="describe one shard: schema, counts, length stats, first rows decoded")
+    i.add_argument("shard", type=Path, help="a .arrow shard written by prepare")
+    i.add_argument("--rows", type=int, default=3, help="how many rows to show (default: %(default)s)")
+    i.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "prepare":
+            return _prepare(args)
+        return _inspect(args)
+    except DataprepError as exc:
+        print(f"dataprep {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `dataprep ... | head`
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        print(f"dataprep {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from dataprep import report
+    from dataprep.prepare import PrepareOptions, prepare
+
+    opts = PrepareOptions(
+        data=args.data,
+        out=args.out,
+        tokenizer=args.tokenizer,
+        split=args.split,
+        seed=args.seed,
+        max_seq_len=args.max_seq_len,
+        max_prompt_len=args.max_prompt_len,
+        data_dir=args.data_dir,
+        revision=args.revision,
+        eos_token=args.eos_token,
+        shard_bytes=args.shard_size_mb << 20,
+        force=args.force,
+        progress=not (args.quiet or args.json),
+    )
+    result = prepare(opts)
+    if args.json:
+        print(json.dumps({"reused": result.reused, "out": str(result.out), **result.manifest}, indent=2))
+        return 0
+    m = result.manifest
+    if result.reused:
+        print(f"{result.out} is up to date (cache key {m['cache_key'][:12]}): reusing it; --force rebuilds")
+    print(report.prepare_summary(m))
+    for d in m["inputs"]:
+        dropped = {}
+        for f in d["files"]:
+            for k, v in f.get("dropped", {}).items():
+                dropped[k] = dropped.get(k, 0) + v
+        carve = f", carved {d['carve']['split']} from {d['carve']['from']}" if d["carve"] else ""
+        rows = ", ".join(f"{s} {n}" for s, n in d["rows"].items())
+        drops = ", ".join(f"{k} {v}" for k, v in dropped.items()) or "none"
+        print(f"{d['name']}: {len(d['files'])} files, rows {rows}{carve}; dropped while parsing: {drops}")
+    if not result.reused:
+        print(f"wrote {result.out} in {m['seconds']:.1f}s (manifest: {result.out / 'manifest.json'})")
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from dataprep.inspect_shard import inspect, render
+
+    info = inspect(args.shard, rows=args.rows)
+    print(json.dumps(info, indent=2) if args.json else render(info))
+    return 0

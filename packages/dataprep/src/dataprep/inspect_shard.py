@@ -1,0 +1,102 @@
+"""`dataprep inspect SHARD`: what is inside one shard, without trusting anything but the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from dataprep import manifest as mf, report, shards
+from dataprep.errors import DataprepError
+from dataprep.phases import TOKEN_COLUMNS, length_stats
+
+
+def inspect(path: Path, rows: int = 3) -> dict:
+    """A JSON-able description of the shard; `decoded` holds the first rows as text when the
+    tokenizer named by the output's manifest can be loaded and still has the shard's fingerprint."""
+    if not path.is_file():
+        raise DataprepError(f"{path}: no such file")
+    table = shards.open_shard(path)
+    meta = shards.shard_metadata(table, path)
+    phase = meta.get("phase")
+    if phase not in TOKEN_COLUMNS or any(c not in table.column_names for c in TOKEN_COLUMNS[phase]):
+        raise DataprepError(f"{path}: shard metadata names phase {phase!r} but its columns are {table.column_names}")
+    try:
+        table.validate(full=True)  # offsets in range and monotonic: catches many corruptions
+    except pa.ArrowInvalid as exc:
+        raise DataprepError(f"{path}: corrupt shard ({str(exc).splitlines()[0]})") from None
+    info = {
+        "path": str(path),
+        "phase": phase,
+        "side": meta.get("side"),
+        "shard": meta.get("shard"),
+        "num_shards": meta.get("num_shards"),
+        "rows": table.num_rows,
+        "record_batches": pa.ipc.open_file(pa.memory_map(str(path))).num_record_batches,
+        "bytes": path.stat().st_size,
+        "schema": {f.name: str(f.type) for f in table.schema},
+        "metadata": meta,
+        "tokens": {col: length_stats(table, col) for col in TOKEN_COLUMNS[phase]},
+        "histogram": {
+            col: report.histogram(pc.list_value_length(table.column(col)).to_numpy(zero_copy_only=False))
+            for col in TOKEN_COLUMNS[phase]
+        },
+    }
+    decoder, note = _decoder(path, meta["tokenizer_fingerprint"])
+    info["decode_note"] = note
+    info["first_rows"] = [_row(table, i, phase, decoder) for i in range(min(rows, table.num_rows))]
+    return info
+
+
+def _row(table: pa.Table, i: int, phase: int, decoder) -> dict:
+    row = {"row_id": table.column("row_id")[i].as_py(), "source": table.column("source")[i].as_py()}
+    if "prompt_len" in table.column_names:
+        row["prompt_len"] = table.column("prompt_len")[i].as_py()
+    for col in TOKEN_COLUMNS[phase]:
+        ids = table.column(col)[i].values.to_numpy()
+        row[col] = {"length": int(ids.size), "head": ids[:16].tolist()}
+        if decoder is not None:
+            row[col]["text"] = decoder(ids.tolist())
+    return row
+
+
+def _decoder(path: Path, fingerprint: str):
+    """Find the tokenizer through <out>/manifest.json (the shard lives in <out>/phaseN/)."""
+    out = path.resolve().parent.parent
+    if not (out / mf.NAME).is_file():
+        return None, f"no {mf.NAME} in {out}: rows shown as token ids"
+    try:
+        spec = mf.read(out)["tokenizer"]["load"]
+        from dataprep.tokenizer import load_tokenizer
+
+        tok = load_tokenizer(spec)
+    except (DataprepError, KeyError) as exc:
+        return None, f"tokenizer not loadable ({exc}): rows shown as token ids"
+    if tok.fingerprint != fingerprint:
+        return None, f"tokenizer {spec} has changed since the shard was written (fingerprint differs): not decoding"
+    return tok.decode, f"decoded with {spec}"
+
+
+def render(info: dict) -> str:
+    meta = info["metadata"]
+    lines = [
+        f"shard       {info['path']}",
+        f"phase       {info['phase']} ({info['side']}), shard {info['shard'] + 1} of {info['num_shards']}",
+        f"rows        {info['rows']} in {info['record_batches']} record batches, {info['bytes'] / 1e6:.2f} MB",
+        "schema      " + ", ".join(f"{k}: {v}" for k, v in info["schema"].items()),
+        f"tokenizer   fingerprint {meta['tokenizer_fingerprint'][:16]}...  eos {meta['eos_id']}  bos {meta['bos_id']}  pad {meta['pad_id']}",
+        f"limits      max_seq_len {meta['max_seq_len']}  max_prompt_len {meta['max_prompt_len']}",
+    ]
+    for col, s in info["tokens"].items():
+        lines.append(f"{col:<11} min {s['min']}  mean {s['mean']}  p50 {s['p50']}  p95 {s['p95']}  max {s['max']}  total {s['total']}")
+        lines.append(report.render_histogram(info["histogram"][col]))
+    lines.append(f"first rows  ({info['decode_note']})")
+    for row in info["first_rows"]:
+        extra = f"  prompt_len {row['prompt_len']}" if "prompt_len" in row else ""
+        lines.append(f"  row_id {row['row_id']}  source {row['source']}{extra}")
+        for col in (c for c in row if isinstance(row[c], dict)):
+            body = row[col].get("text")
+            shown = repr(body if len(body) <= 400 else body[:400] + "...") if body is not None else row[col]["head"]
+            lines.append(f"    {col} ({row[col]['length']} tokens): {shown}")
+    return "\n".join(lines)

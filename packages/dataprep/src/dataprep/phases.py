@@ -1,0 +1,132 @@
+"""Per-phase tokenization: canonical text rows -> unpadded token columns, as DeepSpeed-Chat builds them.
+
+  phase 1 (SFT)     input_ids = tokens(prompt + chosen) + [EOS], prompt_len
+  phase 2 (reward)  chosen_input_ids, rejected_input_ids = tokens(prompt + response) + [EOS], prompt_len
+  phase 3 (PPO)     prompt_input_ids = tokens(prompt); longer than --max-prompt-len: dropped
+
+Token ids are what the tokenizer gives for the whole text (special tokens included), so they equal
+DeepSpeed-Chat's ids before padding. Differences from DeepSpeed-Chat, each on purpose:
+  * EOS is appended as its id in phases 1 and 2 (DeepSpeed-Chat appends the *string* "<|endoftext|>"
+    in phase 2, which most non-GPT-2 vocabularies split into several ordinary tokens).
+  * Truncation at --max-seq-len keeps the start, as there; a pair whose two sides become identical after
+    truncation carries no preference signal and is dropped (`identical_after_truncation`).
+  * `prompt_len` (tokens of the prompt, found in token space) is stored for optional prompt masking.
+Every row goes in; each comes out either as a kept row or with a drop reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from dataprep.tokenizer import Tokenizer
+
+PHASES = (1, 2, 3)
+TOKEN_COLUMNS = {1: ("input_ids",), 2: ("chosen_input_ids", "rejected_input_ids"), 3: ("prompt_input_ids",)}
+TOKENS = pa.list_(pa.int32())
+
+
+def phase_schema(phase: int) -> pa.Schema:
+    fields = [pa.field("row_id", pa.int64()), pa.field("source", pa.string())]
+    fields += [pa.field(name, TOKENS) for name in TOKEN_COLUMNS[phase]]
+    if phase in (1, 2):
+        fields.append(pa.field("prompt_len", pa.int32()))
+    return pa.schema(fields)
+
+
+@dataclass
+class Encoded:
+    """Tokenized rows of one phase part: `table` holds the kept rows; `dropped` maps a row's position in
+    the input to its reason; `truncated` counts kept rows cut at --max-seq-len."""
+
+    table: pa.Table
+    dropped: dict[int, str] = field(default_factory=dict)
+    truncated: int = 0
+
+
+def encode_phase(
+    phase: int,
+    tokenizer: Tokenizer,
+    rows: pa.Table,
+    max_seq_len: int,
+    max_prompt_len: int,
+) -> Encoded:
+    """`rows` has row_id, source, prompt, chosen, rejected (all kept by normalization)."""
+    prompts = rows.column("prompt").to_pylist()
+    out = {name: [] for name in TOKEN_COLUMNS[phase]}
+    prompt_lens: list[int] = []
+    keep: list[int] = []
+    dropped: dict[int, str] = {}
+    truncated = 0
+
+    if phase == 1:
+        ids, plen = tokenizer.encode_with_prefix(prompts, rows.column("chosen").to_pylist())
+        for i, (seq, n) in enumerate(zip(ids, plen)):
+            seq, cut = _finish(seq, tokenizer.eos_id, max_seq_len)
+            truncated += cut
+            out["input_ids"].append(seq)
+            prompt_lens.append(min(n, len(seq)))
+            keep.append(i)
+    elif phase == 2:
+        rejected = rows.column("rejected").to_pylist()
+        pairs = [i for i, r in enumerate(rejected) if r is not None]
+        dropped.update({i: "no_rejected" for i, r in enumerate(rejected) if r is None})
+        c_ids, c_len = tokenizer.encode_with_prefix([prompts[i] for i in pairs], rows.column("chosen").take(pairs).to_pylist())
+        r_ids, r_len = tokenizer.encode_with_prefix([prompts[i] for i in pairs], [rejected[i] for i in pairs])
+        for i, c, r, cn, rn in zip(pairs, c_ids, r_ids, c_len, r_len):
+            c, c_cut = _finish(c, tokenizer.eos_id, max_seq_len)
+            r, r_cut = _finish(r, tokenizer.eos_id, max_seq_len)
+            if c == r:
+                dropped[i] = "identical_after_truncation"
+                continue
+            truncated += c_cut or r_cut
+            out["chosen_input_ids"].append(c)
+            out["rejected_input_ids"].append(r)
+            prompt_lens.append(min(cn, rn, len(c), len(r)))
+            keep.append(i)
+    else:
+        for i, seq in enumerate(tokenizer.encode(prompts)):
+            if len(seq) > max_prompt_len:
+                dropped[i] = "prompt_too_long"
+                continue
+            out["prompt_input_ids"].append(seq)
+            keep.append(i)
+
+    columns = {"row_id": rows.column("row_id").take(keep), "source": rows.column("source").take(keep)}
+    columns.update({name: _token_array(values) for name, values in out.items()})
+    if phase in (1, 2):
+        columns["prompt_len"] = pa.array(prompt_lens, pa.int32())
+    table = pa.table(columns, schema=phase_schema(phase))
+    return Encoded(table, dict(sorted(dropped.items())), truncated)
+
+
+def _finish(ids: list[int], eos_id: int, max_len: int) -> tuple[list[int], bool]:
+    ids = ids + [eos_id]
+    return (ids[:max_len], True) if len(ids) > max_len else (ids, False)
+
+
+def _token_array(rows: list[list[int]]) -> pa.Array:
+    """list<int32> built from one flat buffer and offsets (no per-row Arrow objects)."""
+    lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+    offsets = np.zeros(len(rows) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    values = np.fromiter((t for r in rows for t in r), dtype=np.int32, count=int(offsets[-1]))
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values))
+
+
+def length_stats(table: pa.Table, column: str) -> dict:
+    """min / mean / p50 / p95 / max token length of one token column."""
+    lengths = np.asarray(pc.list_value_length(table.column(column)).to_numpy(zero_copy_only=False))
+    if lengths.size == 0:
+        return {"min": 0, "mean": 0.0, "p50": 0, "p95": 0, "max": 0, "total": 0}
+    return {
+        "min": int(lengths.min()),
+        "mean": round(float(lengths.mean()), 2),
+        "p50": int(np.percentile(lengths, 50, method="lower")),
+        "p95": int(np.percentile(lengths, 95, method="lower")),
+        "max": int(lengths.max()),
+        "total": int(lengths.sum()),
+    }

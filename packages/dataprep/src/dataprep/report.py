@@ -1,0 +1,46 @@
+"""Plain-text rendering for the terminal: the prepare summary and length histograms."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+    line = lambda cells: "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def prepare_summary(manifest: dict) -> str:
+    rows = []
+    for phase, sides in manifest["phases"].items():
+        for side, info in sides.items():
+            tokens = next(iter(info["tokens"].values()))
+            drops = ", ".join(f"{k} {v}" for k, v in info["dropped"].items()) or "-"
+            rows.append(
+                [f"phase {phase}", side, info["rows_in"], info["kept"], drops, info["truncated"], f"{tokens['mean']:.0f}", tokens["max"], len(info["shards"])]
+            )
+    header = ["phase", "side", "rows in", "kept", "dropped", "truncated", "mean tok", "max tok", "shards"]
+    return table(rows, header)
+
+
+def histogram(lengths: np.ndarray, bins: int = 10) -> dict:
+    """Integer-edged length histogram: bin i holds lengths in [edges[i], edges[i+1])."""
+    if lengths.size == 0:
+        return {"edges": [], "counts": []}
+    lo, hi = int(lengths.min()), int(lengths.max()) + 1
+    step = max(1, -(-(hi - lo) // bins))
+    edges = list(range(lo, hi + step, step))
+    counts, _ = np.histogram(lengths, bins=edges)
+    return {"edges": edges, "counts": counts.tolist()}
+
+
+def render_histogram(hist: dict, width: int = 40) -> str:
+    if not hist["counts"]:
+        return "  (no rows)"
+    top = max(max(hist["counts"]), 1)
+    lines = []
+    for count, lo, hi in zip(hist["counts"], hist["edges"], hist["edges"][1:]):
+        bar = "#" * round(width * count / top)
+        lines.append(f"  {lo:>7} - {hi - 1:>7} | {bar:<{width}} {count}")
+    return "\n".join(lines)

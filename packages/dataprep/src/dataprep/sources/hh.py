@@ -1,0 +1,91 @@
+"""Anthropic HH-RLHF: each row is two whole dialogues, `chosen` and `rejected`,
+"\\n\\nHuman: ...\\n\\nAssistant: ...", that share every turn but the last Assistant reply.
+
+prompt = the dialogue up to and including its last "\\n\\nAssistant:", response = the rest, so that
+prompt + response gives back the original text byte for byte. Rows are dropped (and counted) when the
+two prompts differ, a response is empty, the two responses are equal, or there is no Assistant turn.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pyarrow as pa
+
+from dataprep.errors import DataprepError
+from dataprep.sources import CANONICAL, Dataset, InputFile, local
+
+NAME = "hh"
+HUB_ID = "Anthropic/hh-rlhf"
+SUBSETS = ("harmless-base", "helpful-base", "helpful-online", "helpful-rejection-sampled")
+MARKER = "\n\nAssistant:"
+
+
+def resolve(data_dir: Path | None, revision: str | None) -> Dataset:
+    if data_dir is not None:
+        found = local.resolve(data_dir, label=NAME)
+        return Dataset(NAME, found.files, origin=str(data_dir), adapter=NAME)
+    return _from_hub(revision)
+
+
+def _from_hub(revision: str | None) -> Dataset:
+    patterns = [f"{s}/{split}.jsonl.gz" for s in SUBSETS for split in ("train", "test")]
+    try:
+        from huggingface_hub import snapshot_download
+
+        root = Path(snapshot_download(HUB_ID, repo_type="dataset", revision=revision, allow_patterns=patterns))
+    except Exception as exc:  # offline, unknown revision, auth: all end the same way for the user
+        offline = "HF_HUB_OFFLINE is set" if os.environ.get("HF_HUB_OFFLINE") else type(exc).__name__
+        raise DataprepError(
+            f"hh: cannot download {HUB_ID} ({offline}); fetch {{{','.join(SUBSETS)}}}/{{train,test}}.jsonl.gz "
+            f"from https://huggingface.co/datasets/{HUB_ID} into DIR/<subset>/ and pass --data-dir DIR"
+        ) from None
+    files = tuple(
+        InputFile(root / p, "eval" if p.endswith("test.jsonl.gz") else "train", f"{NAME}/{p.removesuffix('.jsonl.gz')}")
+        for p in patterns
+        if (root / p).exists()
+    )
+    return Dataset(NAME, files, origin=HUB_ID, revision=root.name, adapter=NAME)
+
+
+def split_dialogue(text: str) -> tuple[str, str] | None:
+    cut = text.rfind(MARKER)
+    if cut < 0:
+        return None
+    cut += len(MARKER)
+    return text[:cut], text[cut:]
+
+
+def drop_reason(chosen: tuple[str, str] | None, rejected: tuple[str, str] | None) -> str | None:
+    if chosen is None or rejected is None:
+        return "no_assistant_turn"
+    if chosen[0] != rejected[0]:
+        return "prompt_mismatch"
+    if not chosen[1].strip() or not rejected[1].strip():
+        return "empty_response"
+    if chosen[1] == rejected[1]:
+        return "identical_pair"
+    return None
+
+
+def normalize(table: pa.Table, path: Path) -> pa.Table:
+    """Native HH rows -> CANONICAL. Rows that cannot be split keep their raw dialogues in chosen/rejected."""
+    out: dict[str, list] = {name: [] for name in CANONICAL.names}
+    for row, (chosen, rejected) in enumerate(zip(table.column("chosen").to_pylist(), table.column("rejected").to_pylist())):
+        if chosen is None or rejected is None:
+            field = "chosen" if chosen is None else "rejected"
+            raise DataprepError(f"{path}: row {row}: field '{field}' is missing or null; every HH row needs both dialogues")
+        c, r = split_dialogue(chosen), split_dialogue(rejected)
+        reason = drop_reason(c, r)
+        if reason in ("no_assistant_turn", "prompt_mismatch"):
+            # No single prompt exists: keep the whole dialogues so the dropped row can be audited.
+            out["prompt"].append(None)
+            out["chosen"].append(chosen)
+            out["rejected"].append(rejected)
+        else:
+            out["prompt"].append(c[0])
+            out["chosen"].append(c[1])
+            out["rejected"].append(r[1])
+        out["drop_reason"].append(reason)
+    return pa.Table.from_pydict(out, schema=CANONICAL)

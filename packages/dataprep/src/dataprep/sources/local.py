@@ -1,0 +1,66 @@
+"""Local files and directories, and DeepSpeed-Chat's local "jsonfile" format.
+
+A path is one dataset: a single file, or every supported file under a directory (recursively, sorted).
+A file whose name contains "test" is the eval side, the others the train side.
+
+Rows with a `prompt` column use DeepSpeed-Chat's `local/jsonfile` surface form: " " + prompt and
+" " + response (the user writes the Human/Assistant template inside `prompt`). A null `rejected`
+makes the row SFT-only: it feeds phases 1 and 3 and is counted as `no_rejected` in phase 2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+
+from dataprep import readers
+from dataprep.errors import DataprepError
+from dataprep.sources import CANONICAL, Dataset, InputFile, side_of
+
+
+def resolve(path: Path, label: str | None = None) -> Dataset:
+    """Files of one local dataset; `label` prefixes each file's `source` (default: the directory name)."""
+    if not path.exists():
+        raise DataprepError(f"--data {path}: no such file or directory (registered names: hh)")
+    if path.is_dir():
+        paths = sorted(p for p in path.rglob("*") if p.is_file() and readers.is_supported(p))
+        if not paths:
+            raise DataprepError(f"--data {path}: no {', '.join(readers.SUFFIXES)} files in this directory")
+        label = label or path.resolve().name
+        files = tuple(InputFile(p, side_of(p), f"{label}/{_stem(p.relative_to(path))}") for p in paths)
+    else:
+        if not readers.is_supported(path):
+            raise DataprepError(f"--data {path}: unsupported file type; use one of {', '.join(readers.SUFFIXES)}")
+        stem = _stem(Path(path.name))
+        files = (InputFile(path, side_of(path), f"{label}/{stem}" if label else stem),)
+    return Dataset(_stem(Path(path.resolve().name)), files, origin=str(path))
+
+
+def _stem(rel: Path) -> str:
+    name = rel.as_posix()
+    for suffix in sorted(readers.SUFFIXES, key=len, reverse=True):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def normalize_jsonfile(table: pa.Table, path: Path) -> pa.Table:
+    columns = table.column_names
+    prompts = table.column("prompt").to_pylist()
+    chosens = table.column("chosen").to_pylist()
+    rejecteds = table.column("rejected").to_pylist() if "rejected" in columns else [None] * len(prompts)
+    out: dict[str, list] = {name: [] for name in CANONICAL.names}
+    for prompt, chosen, rejected in zip(prompts, chosens, rejecteds):
+        reason = None
+        if prompt is None or not prompt.strip():
+            reason = "empty_prompt"
+        elif chosen is None or not chosen.strip() or (rejected is not None and not rejected.strip()):
+            reason = "empty_response"
+        elif chosen == rejected:
+            reason = "identical_pair"
+        out["prompt"].append(None if prompt is None else " " + prompt)
+        out["chosen"].append(None if chosen is None else " " + chosen)
+        out["rejected"].append(None if rejected is None else " " + rejected)
+        out["drop_reason"].append(reason)
+    return pa.Table.from_pydict(out, schema=CANONICAL)

@@ -1,0 +1,303 @@
+"""One interface over the three tokenizer kinds users bring.
+
+`load_tokenizer(spec)` accepts a `tokenizer.json` (HF `tokenizers`), a Hugging Face tokenizer directory
+or hub id (`transformers.AutoTokenizer`), or a SentencePiece `.model`. Every kind gives batch encoding,
+the prompt boundary in token space, the special-token ids and a fingerprint: the sha256 of the files
+that define the tokenizer plus the special-token choices, so two tokenizers with the same name but
+different vocabularies never look alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from dataprep.errors import DataprepError
+
+# Files that define a Hugging Face tokenizer directory (weights and model configs do not).
+_HF_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "merges.txt",
+    "vocab.txt",
+    "tokenizer.model",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "chat_template.jinja",
+)
+# End-of-text tokens we recognise in a bare tokenizer.json that has no config beside it.
+_EOS_CANDIDATES = ("<|endoftext|>", "</s>", "<eos>", "<|end_of_text|>", "<|eot_id|>", "<|im_end|>", "[SEP]")
+
+Encoded = tuple[list[list[int]], list[int]]
+
+
+@dataclass
+class Tokenizer:
+    """Backend-neutral tokenizer. `encode` adds the tokenizer's own special tokens (BOS where it has one),
+    exactly as calling the tokenizer on the text would."""
+
+    spec: str
+    kind: str  # "tokenizers" | "transformers" | "sentencepiece"
+    files: list[Path]
+    eos_id: int
+    bos_id: int | None
+    pad_id: int | None
+    vocab_size: int
+    revision: str | None
+    encode: Callable[[list[str]], list[list[int]]] = field(repr=False)
+    encode_with_prefix: Callable[[list[str], list[str]], Encoded] = field(repr=False)
+    decode: Callable[[list[int]], str] = field(repr=False)
+
+    @property
+    def fingerprint(self) -> str:
+        h = hashlib.sha256()
+        h.update(json.dumps([self.kind, self.eos_id, self.bos_id, self.pad_id]).encode())
+        for path in sorted(self.files, key=lambda p: p.name):
+            h.update(path.name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+        return h.hexdigest()
+
+    def describe(self) -> dict:
+        local = Path(self.spec).expanduser()
+        return {
+            "spec": self.spec,
+            # What `inspect` reloads to decode rows: an absolute path for local tokenizers.
+            "load": str(local.resolve()) if local.exists() else self.spec,
+            "kind": self.kind,
+            "revision": self.revision,
+            "files": [str(p) for p in self.files],
+            "fingerprint": self.fingerprint,
+            "eos_id": self.eos_id,
+            "bos_id": self.bos_id,
+            "pad_id": self.pad_id,
+            "vocab_size": self.vocab_size,
+        }
+
+
+def load_tokenizer(spec: str, eos_token: str | None = None) -> Tokenizer:
+    path = Path(spec).expanduser()
+    if path.is_file() and path.name.endswith(".json"):
+        return _from_tokenizer_json(spec, path, eos_token)
+    if path.is_file() and path.name.endswith(".model"):
+        return _from_sentencepiece(spec, path, eos_token)
+    if path.is_dir():
+        return _from_hf_dir(spec, path, eos_token, revision=None)
+    if path.exists() or spec.endswith((".json", ".model")) or spec.startswith((".", "/", "~")):
+        raise DataprepError(
+            f"--tokenizer {spec}: not found or not a tokenizer.json, SentencePiece .model or tokenizer directory"
+        )
+    return _from_hub(spec, eos_token)
+
+
+# -- tokenizers (tokenizer.json) -------------------------------------------------------------------
+
+
+def _tokenizers_codec(tok) -> tuple[Callable, Callable, Callable]:
+    """encode / encode_with_prefix / decode over a `tokenizers.Tokenizer`.
+
+    The prompt boundary comes from character offsets: the prompt is every leading token that is special
+    (BOS) or ends inside the prefix; a token straddling the boundary belongs to the response."""
+
+    def encode(texts: list[str]) -> list[list[int]]:
+        return [e.ids for e in tok.encode_batch(texts, add_special_tokens=True)]
+
+    def encode_with_prefix(prefixes: list[str], suffixes: list[str]) -> Encoded:
+        encodings = tok.encode_batch([p + s for p, s in zip(prefixes, suffixes)], add_special_tokens=True)
+        ids, prefix_lens = [], []
+        for prefix, enc in zip(prefixes, encodings):
+            ids.append(enc.ids)
+            prefix_lens.append(_prefix_tokens(len(prefix), enc.offsets, enc.special_tokens_mask))
+        return ids, prefix_lens
+
+    def decode(ids: list[int]) -> str:
+        return tok.decode(ids, skip_special_tokens=False)
+
+    return encode, encode_with_prefix, decode
+
+
+def _prefix_tokens(prefix_end: int, offsets, special_mask) -> int:
+    count = 0
+    for (_, end), special in zip(offsets, special_mask):
+        if not special and end > prefix_end:
+            break
+        count += 1
+    return count
+
+
+def _from_tokenizer_json(spec: str, path: Path, eos_token: str | None) -> Tokenizer:
+    from tokenizers import Tokenizer as RustTokenizer
+
+    try:
+        tok = RustTokenizer.from_file(str(path))
+    except Exception as exc:
+        raise DataprepError(f"--tokenizer {spec}: not a valid tokenizer.json ({str(exc).splitlines()[0]})") from None
+    files = [path]
+    config = _read_config(path.parent / "tokenizer_config.json")
+    if config is not None:
+        files.append(path.parent / "tokenizer_config.json")
+    special = {t.content for t in tok.get_added_tokens_decoder().values() if t.special}
+
+    def token_id(name: str, chosen: str | None) -> int | None:
+        text = chosen or _config_token(config, name)
+        if text is None:
+            return None
+        found = tok.token_to_id(text)
+        if found is None:
+            raise DataprepError(f"--tokenizer {spec}: {name} {text!r} is not in its vocabulary")
+        return found
+
+    eos = eos_token or _config_token(config, "eos_token") or next((t for t in _EOS_CANDIDATES if t in special), None)
+    if eos is None:
+        raise DataprepError(f"--tokenizer {spec}: cannot tell its end-of-text token; pass --eos-token TOKEN")
+    encode, encode_with_prefix, decode = _tokenizers_codec(tok)
+    return Tokenizer(
+        spec=spec,
+        kind="tokenizers",
+        files=files,
+        eos_id=token_id("eos_token", eos),
+        bos_id=token_id("bos_token", None),
+        pad_id=token_id("pad_token", None),
+        vocab_size=tok.get_vocab_size(with_added_tokens=True),
+        revision=None,
+        encode=encode,
+        encode_with_prefix=encode_with_prefix,
+        decode=decode,
+    )
+
+
+def _read_config(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataprepError(f"{path}: not valid JSON ({exc})") from None
+
+
+def _config_token(config: dict | None, name: str) -> str | None:
+    value = (config or {}).get(name)
+    return value.get("content") if isinstance(value, dict) else value
+
+
+# -- transformers (directory or hub id) -----------------------------------------------------------
+
+
+def _from_hub(spec: str, eos_token: str | None) -> Tokenizer:
+    try:
+        from huggingface_hub import snapshot_download
+
+        local = Path(snapshot_download(spec, allow_patterns=list(_HF_FILES) + ["*.model"]))
+    except Exception as exc:
+        offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") else ""
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataprepError(
+            f"--tokenizer {spec}: not a local path and cannot be fetched from the Hugging Face Hub{offline} ({first}); "
+            "download the tokenizer files and pass their directory"
+        ) from None
+    return _from_hf_dir(spec, local, eos_token, revision=local.name)
+
+
+def _from_hf_dir(spec: str, path: Path, eos_token: str | None, revision: str | None) -> Tokenizer:
+    from transformers import AutoTokenizer
+
+    files = sorted(p for p in path.iterdir() if p.name in _HF_FILES or p.suffix == ".model")
+    if not files:
+        raise DataprepError(f"--tokenizer {spec}: no tokenizer files ({', '.join(_HF_FILES[:3])}, ...) in {path}")
+    try:
+        hf = AutoTokenizer.from_pretrained(str(path))
+    except Exception as exc:
+        raise DataprepError(f"--tokenizer {spec}: transformers cannot load it ({str(exc).splitlines()[0]})") from None
+    if eos_token is not None:
+        hf.eos_token = eos_token
+    if hf.eos_token_id is None:
+        raise DataprepError(f"--tokenizer {spec}: it defines no eos_token; pass --eos-token TOKEN")
+    backend = getattr(hf, "backend_tokenizer", None)
+    if backend is not None:
+        # Fast tokenizers: the Rust backend gives the same ids as hf(text) and char offsets.
+        encode, encode_with_prefix, decode = _tokenizers_codec(backend)
+    else:
+        encode, encode_with_prefix, decode = _slow_hf_codec(hf)
+    return Tokenizer(
+        spec=spec,
+        kind="transformers",
+        files=files,
+        eos_id=hf.eos_token_id,
+        bos_id=hf.bos_token_id,
+        pad_id=hf.pad_token_id,
+        vocab_size=len(hf),
+        revision=revision,
+        encode=encode,
+        encode_with_prefix=encode_with_prefix,
+        decode=decode,
+    )
+
+
+def _slow_hf_codec(hf) -> tuple[Callable, Callable, Callable]:
+    """Python tokenizers have no offsets: the prompt is the longest shared prefix of both encodings."""
+
+    def encode(texts: list[str]) -> list[list[int]]:
+        return hf(texts, add_special_tokens=True)["input_ids"]
+
+    def encode_with_prefix(prefixes: list[str], suffixes: list[str]) -> Encoded:
+        whole = encode([p + s for p, s in zip(prefixes, suffixes)])
+        return whole, [_shared_prefix(a, b) for a, b in zip(whole, encode(prefixes))]
+
+    return encode, encode_with_prefix, lambda ids: hf.decode(ids)
+
+
+def _shared_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+# -- SentencePiece (.model) -----------------------------------------------------------------------
+
+
+def _from_sentencepiece(spec: str, path: Path, eos_token: str | None) -> Tokenizer:
+    import sentencepiece as spm
+
+    try:
+        sp = spm.SentencePieceProcessor(model_file=str(path))
+    except Exception as exc:
+        raise DataprepError(f"--tokenizer {spec}: not a valid SentencePiece model ({str(exc).splitlines()[0]})") from None
+    eos = sp.piece_to_id(eos_token) if eos_token else sp.eos_id()
+    if eos is None or eos < 0 or (eos_token and sp.id_to_piece(eos) != eos_token):
+        raise DataprepError(f"--tokenizer {spec}: no end-of-text token; pass --eos-token PIECE")
+    # Like LLaMA's tokenizer (which DeepSpeed-Chat uses for SentencePiece models): BOS first, when defined.
+    bos = sp.bos_id() if sp.bos_id() >= 0 else None
+    head = [bos] if bos is not None else []
+
+    def encode(texts: list[str]) -> list[list[int]]:
+        return [head + ids for ids in sp.encode(texts, out_type=int)]
+
+    def encode_with_prefix(prefixes: list[str], suffixes: list[str]) -> Encoded:
+        mapped = sp.encode([p + s for p, s in zip(prefixes, suffixes)], return_type="offset_mapping")
+        ids, prefix_lens = [], []
+        for prefix, m in zip(prefixes, mapped):  # offsets are character offsets into the input
+            ids.append(head + m["ids"])
+            prefix_lens.append(len(head) + _prefix_tokens(len(prefix), m["offsets"], [0] * len(m["ids"])))
+        return ids, prefix_lens
+
+    return Tokenizer(
+        spec=spec,
+        kind="sentencepiece",
+        files=[path],
+        eos_id=eos,
+        bos_id=bos,
+        pad_id=sp.pad_id() if sp.pad_id() >= 0 else None,
+        vocab_size=sp.get_piece_size(),
+        revision=None,
+        encode=encode,
+        encode_with_prefix=encode_with_prefix,
+        decode=lambda ids: sp.decode([i for i in ids]),
+    )
