@@ -100,7 +100,7 @@ def _prepare(args: argparse.Namespace) -> int:
     m = result.manifest
     if result.reused:
         print(f"{result.out} is up to date (cache key {m['cache_key'][:12]}): reusing it; --force rebuilds")
-    print(report.prepare_summary(m))
+    print(report.prepare_summary(m) + "\n")
     for d in m["inputs"]:
         dropped = {}
         for f in d["files"]:

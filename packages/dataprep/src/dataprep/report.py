@@ -12,16 +12,21 @@ def table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def prepare_summary(manifest: dict) -> str:
-    rows = []
+    """Two tables: rows per phase and side, then drops by reason (one column per phase and side)."""
+    rows, columns, reasons = [], [], {}
     for phase, sides in manifest["phases"].items():
         for side, info in sides.items():
             tokens = next(iter(info["tokens"].values()))
-            drops = ", ".join(f"{k} {v}" for k, v in info["dropped"].items()) or "-"
-            rows.append(
-                [f"phase {phase}", side, info["rows_in"], info["kept"], drops, info["truncated"], f"{tokens['mean']:.0f}", tokens["max"], len(info["shards"])]
-            )
-    header = ["phase", "side", "rows in", "kept", "dropped", "truncated", "mean tok", "max tok", "shards"]
-    return table(rows, header)
+            rows.append([f"phase {phase}", side, info["rows_in"], info["kept"], sum(info["dropped"].values()),
+                         info["truncated"], f"{tokens['mean']:.0f}", tokens["max"], len(info["shards"])])
+            columns.append(f"{phase} {side}")
+            for reason, n in info["dropped"].items():
+                reasons.setdefault(reason, {})[columns[-1]] = n
+    out = table(rows, ["phase", "side", "rows in", "kept", "dropped", "truncated", "mean tok", "max tok", "shards"])
+    if reasons:
+        drops = [[r] + [by.get(c, 0) for c in columns] for r, by in sorted(reasons.items())]
+        out += "\n\n" + table(drops, ["dropped because"] + columns)
+    return out
 
 
 def histogram(lengths: np.ndarray, bins: int = 10) -> dict:
