@@ -47,7 +47,7 @@ def test_phase_encoders_on_small_rows(bpe_json):
 @pytest.fixture(scope="module")
 def shared_out(tmp_path_factory):
     out = tmp_path_factory.mktemp("shared-hh")
-    prepare(PrepareOptions(data=[str(SHARED_HH)], out=out, tokenizer=str(GPT2), split="6,2,2", seed=1234, progress=False))
+    prepare(PrepareOptions(data=["hh"], data_dir=SHARED_HH, out=out, tokenizer=str(GPT2), split="6,2,2", seed=1234, progress=False))
     return out
 
 
@@ -75,6 +75,9 @@ def test_token_parity_on_real_hh(shared_out, side):
         prompt = gpt2.encode(texts[(row["source"], row["row_id"])]["prompt"]).ids
         assert row["input_ids"][: row["prompt_len"]] == prompt[: row["prompt_len"]]
     assert any(len(r["input_ids"]) == MAX_SEQ for r in one), "the real data has texts over 512 tokens"
+    if side == "train":
+        assert max(len(e.ids) for e in expected) > 2000, "README: texts longer than 2,000 GPT-2 tokens"
+        assert {r["source"] for r in one} == {"hh/helpful-online/test", "hh/helpful-rejection-sampled/test"}
 
     two = _shard(shared_out, 2, side).to_pylist()
     for row in two:

@@ -159,7 +159,7 @@ def test_blending_concatenates_then_shuffles(tmp_path):
     shutil.copytree(SAMPLE, b)
     alone = {}
     for name in ("a", "b"):
-        m = prepare(_opts(tmp_path / f"out-{name}", [str(tmp_path / name)])).manifest
+        prepare(_opts(tmp_path / f"out-{name}", [str(tmp_path / name)]))
         alone[name] = _phase(tmp_path / f"out-{name}", 1, "train")
     out = tmp_path / "blend"
     prepare(_opts(out, [str(a), str(b)]))

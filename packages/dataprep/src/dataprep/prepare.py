@@ -35,10 +35,6 @@ from dataprep.tokenizer import Tokenizer, load_tokenizer
 ENCODE_CHUNK = 2048  # rows per tokenizer call: large enough for the Rust thread pool, small for progress
 OUTPUT_DIRS = ("normalized", "dropped", "phase1", "phase2", "phase3")
 
-TEXT_SCHEMA = pa.schema(
-    [("row_id", pa.int64()), ("source", pa.string()), ("prompt", pa.string()), ("chosen", pa.string()), ("rejected", pa.string())]
-)
-
 
 @dataclass
 class PrepareOptions:

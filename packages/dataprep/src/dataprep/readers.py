@@ -41,7 +41,7 @@ def read_table(path: Path, string_fields: tuple[str, ...] = ()) -> pa.Table:
         else:
             raise DataprepError(f"{path}: unsupported file type; use one of {', '.join(SUFFIXES)}")
     except (pa.ArrowInvalid, OSError, EOFError, UnicodeDecodeError) as exc:
-        raise DataprepError(f"{path}: cannot be read ({_first_line(exc)}); is it a valid {_kind(name)} file?")
+        raise DataprepError(f"{path}: cannot be read ({_first_line(exc)}); is it a valid {_kind(name)} file?") from None
     _check_string_fields(path, table, string_fields)
     return table
 
