@@ -140,17 +140,10 @@ def _build(opts, datasets, inputs, tokenizer: Tokenizer, key, wanted, staging: P
         dropped_tables = []
         normalized = []
         for side, pool in pools.items():
-            phase_index = split_indices(opts.seed, opts.split, len(pool))
-            described["split"][side] = [len(ix) for ix in phase_index]
+            phase_index = _split_side(dataset.name, side, len(pool), wanted, described, opts)
             phase_of = np.zeros(len(pool), dtype=np.int8)
             for p, ix in zip(PHASES, phase_index):
                 phase_of[ix] = p
-                if p in wanted and len(ix) == 0:
-                    raise DataprepError(
-                        f"{dataset.name}: --split {opts.split} leaves phase {p} with no {side} rows out of {len(pool)}; "
-                        "add rows or change the split (0 for a phase you do not want)"
-                    )
-            described["unused_rows"][side] = int(sum(len(ix) for p, ix in zip(PHASES, phase_index) if p not in wanted))
             pool = pool.append_column("side", pa.array([side] * len(pool), pa.string()))
             pool = pool.append_column("phase", pa.array(phase_of))
             kept_mask = pc.is_null(pool.column("drop_reason"))
@@ -181,6 +174,20 @@ def _build(opts, datasets, inputs, tokenizer: Tokenizer, key, wanted, staging: P
             for sub in ("normalized", "dropped")
         },
     )
+
+
+def _split_side(name: str, side: str, size: int, wanted: list[int], described: dict, opts: PrepareOptions) -> list[np.ndarray]:
+    """DeepSpeed-Chat's split of one side; a phase we build must not come out empty."""
+    phase_index = split_indices(opts.seed, opts.split, size)
+    for p, ix in zip(PHASES, phase_index):
+        if p in wanted and len(ix) == 0:
+            raise DataprepError(
+                f"{name}: --split {opts.split} leaves phase {p} with no {side} rows out of {size}; "
+                "add rows or change the split (0 for a phase you do not want)"
+            )
+    described["split"][side] = [len(ix) for ix in phase_index]
+    described["unused_rows"][side] = int(sum(len(ix) for p, ix in zip(PHASES, phase_index) if p not in wanted))
+    return phase_index
 
 
 def _read_pools(dataset: Dataset, described: dict, opts: PrepareOptions) -> dict[str, pa.Table]:
