@@ -98,8 +98,8 @@ def test_prepare_errors_are_one_line(tmp_path, args, needles):
 def test_bad_row_names_file_line_and_field(tmp_path):
     bad = tmp_path / "train.jsonl"
     bad.write_text('{"chosen": "\\n\\nHuman: a\\n\\nAssistant: b", "rejected": "\\n\\nHuman: a\\n\\nAssistant: c"}\n{"chosen": 5, "rejected": "x"}\n')
-    proc = run("prepare", "--data", str(bad), "--tokenizer", str(SAMPLE_TOKENIZER), "--out", str(tmp_path / "o"))
-    assert_one_line_error(proc, "train.jsonl:2", "'chosen'")
+    proc = run("prepare", "--data", str(bad), "--strict", "--tokenizer", str(SAMPLE_TOKENIZER), "--out", str(tmp_path / "o"))
+    assert_one_line_error(proc, "train.jsonl:2", "'chosen'", "--strict")
 
 
 def test_negative_split_boundary_is_refused(tmp_path):

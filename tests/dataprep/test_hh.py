@@ -10,7 +10,6 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from dataprep.errors import DataprepError
 from dataprep.sources import hh
 from tests.conftest import SHARED_HH_FILES, shared_hh
 
@@ -21,7 +20,7 @@ def _native(path: Path) -> pa.Table:
 
 
 def _normalize(rows: list[dict]) -> list[dict]:
-    return hh.normalize(pa.Table.from_pylist(rows), Path("x.jsonl")).to_pylist()
+    return hh.normalize(pa.Table.from_pylist(rows)).to_pylist()
 
 
 def test_prompt_ends_at_the_last_assistant_marker():
@@ -50,16 +49,16 @@ def test_drop_reasons(chosen, rejected, reason):
         assert (row["prompt"], row["chosen"], row["rejected"]) == (None, chosen, rejected)
 
 
-def test_null_dialogue_is_a_clear_error():
-    with pytest.raises(DataprepError, match=r"x.jsonl: row 1: field 'rejected' is missing or null"):
-        _normalize([{"chosen": "\n\nHuman: a\n\nAssistant: b", "rejected": "\n\nHuman: a\n\nAssistant: c"}, {"chosen": "x", "rejected": None}])
+def test_a_missing_dialogue_is_a_counted_drop():
+    rows = _normalize([{"chosen": "\n\nHuman: a\n\nAssistant: b", "rejected": "\n\nHuman: a\n\nAssistant: c"}, {"chosen": "x", "rejected": None}])
+    assert [r["drop_reason"] for r in rows] == [None, "missing_field"]
 
 
 @shared_hh
 @pytest.mark.parametrize("path", SHARED_HH_FILES, ids=lambda p: p.parent.name)
 def test_round_trip_on_real_hh(path):
     native = _native(path)
-    rows = hh.normalize(native, path).to_pylist()
+    rows = hh.normalize(native).to_pylist()
     assert len(rows) == native.num_rows
     for raw, row in zip(native.to_pylist(), rows):
         if row["prompt"] is not None:
@@ -73,7 +72,7 @@ def test_real_hh_edge_cases_are_counted():
     counts: dict[str, int] = {}
     kept = []
     for path in SHARED_HH_FILES:
-        for row in hh.normalize(_native(path), path).to_pylist():
+        for row in hh.normalize(_native(path)).to_pylist():
             counts[row["drop_reason"]] = counts.get(row["drop_reason"], 0) + 1
             if row["drop_reason"] is None:
                 kept.append(row)

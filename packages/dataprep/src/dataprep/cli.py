@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-prompt-len", type=int, default=256, help="phase 3: drop prompts longer than N tokens (default: %(default)s)")
     p.add_argument("--shard-size-mb", type=int, default=256, help="upper bound on token bytes per shard (default: %(default)s)")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory")
+    p.add_argument("--strict", action="store_true", help="a row with a missing or non-string text field is an error, not a counted drop")
     p.add_argument("--force", action="store_true", help="rebuild even if DIR is up to date")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON instead of the summary table")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -90,6 +91,7 @@ def _prepare(args: argparse.Namespace) -> int:
         revision=args.revision,
         eos_token=args.eos_token,
         shard_bytes=args.shard_size_mb << 20,
+        strict=args.strict,
         force=args.force,
         progress=not (args.quiet or args.json),
     )

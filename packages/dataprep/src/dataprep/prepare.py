@@ -49,6 +49,7 @@ class PrepareOptions:
     revision: str | None = None
     eos_token: str | None = None
     shard_bytes: int = shards.DEFAULT_SHARD_BYTES
+    strict: bool = False
     force: bool = False
     progress: bool = True
 
@@ -195,7 +196,7 @@ def _read_pools(dataset: Dataset, described: dict, opts: PrepareOptions) -> dict
     by_side: dict[str, list[pa.Table]] = {s: [] for s in SIDES}
     bar = tqdm(total=len(dataset.files), desc=f"read {dataset.name}", unit="file", disable=None if opts.progress else True)
     for file, record in zip(dataset.files, described["files"]):
-        table, adapter = read_canonical(dataset, file)
+        table, adapter = read_canonical(dataset, file, strict=opts.strict)
         record["adapter"] = adapter
         record["rows"] = len(table)
         record["dropped"] = _count(table.column("drop_reason"))

@@ -6,10 +6,14 @@ are sorted by path; a file whose name contains "test" is the eval side, every ot
 
 from __future__ import annotations
 
+import difflib
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from dataprep import readers
 from dataprep.errors import DataprepError
@@ -47,27 +51,56 @@ def side_of(path: Path) -> str:
     return "eval" if "test" in path.name.lower() else "train"
 
 
+def registered() -> dict[str, Callable[[Path | None, str | None], Dataset]]:
+    """Registered dataset names and hub ids -> their resolver (data_dir, revision) -> Dataset."""
+    from dataprep.sources import hh
+
+    return {hh.NAME: hh.resolve, hh.HUB_ID: hh.resolve}
+
+
 def resolve(spec: str, data_dir: Path | None = None, revision: str | None = None) -> Dataset:
     """Turn one `--data` argument into a Dataset with its files located (downloading if needed)."""
+    from dataprep.sources import local
+
+    names = registered()
+    if spec in names:
+        return names[spec](data_dir, revision)
+    path = Path(spec).expanduser()
+    if path.exists():
+        return local.resolve(path)
+    close = difflib.get_close_matches(spec, list(names), n=3, cutoff=0.5)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    kind = "no such file or directory" if readers.is_supported(path) or os.sep in spec else "not a registered dataset"
+    raise DataprepError(f"--data {spec}: {kind}; {hint}registered names: {', '.join(names)}")
+
+
+def read_canonical(dataset: Dataset, file: InputFile, strict: bool = False) -> tuple[pa.Table, str]:
+    """Read one file and convert it to the CANONICAL schema; returns (table, adapter name).
+
+    A row whose text field is null or not a string is dropped as `missing_field` / `wrong_type`;
+    with `strict` it is an error naming the row and field instead."""
     from dataprep.sources import hh, local
 
-    if spec == hh.NAME:
-        return hh.resolve(data_dir, revision)
-    return local.resolve(Path(spec))
-
-
-def read_canonical(dataset: Dataset, file: InputFile) -> tuple[pa.Table, str]:
-    """Read one file and convert it to the CANONICAL schema; returns (table, adapter name)."""
-    from dataprep.sources import hh, local
-
-    table = readers.read_table(file.path, string_fields=("prompt", "chosen", "rejected"))
+    table = readers.read_table(file.path, string_fields=("prompt", "chosen", "rejected"), strict=strict)
     columns = set(table.column_names)
     adapter = dataset.adapter or ("jsonfile" if "prompt" in columns else hh.NAME)
     if adapter == hh.NAME:
-        _require(file, columns, {"chosen", "rejected"}, "HH-style rows need 'chosen' and 'rejected' dialogues")
-        return hh.normalize(table, file.path), adapter
-    _require(file, columns, {"prompt", "chosen"}, "prompt/chosen/rejected rows need at least 'prompt' and 'chosen'")
-    return local.normalize_jsonfile(table, file.path), adapter
+        required = ("chosen", "rejected")
+        _require(file, columns, set(required), "HH-style rows need 'chosen' and 'rejected' dialogues")
+        canonical = hh.normalize(table)
+    else:
+        required = ("prompt", "chosen")
+        _require(file, columns, set(required), "prompt/chosen/rejected rows need at least 'prompt' and 'chosen'")
+        canonical = local.normalize_jsonfile(table)
+    if readers.INVALID in columns:
+        reasons = pc.coalesce(table.column(readers.INVALID), canonical.column("drop_reason"))
+        canonical = canonical.set_column(canonical.schema.get_field_index("drop_reason"), "drop_reason", reasons)
+    if strict:
+        missing = pc.index(canonical.column("drop_reason"), "missing_field").as_py()
+        if missing >= 0:
+            field = next(f for f in required if table.column(f)[missing].as_py() is None)
+            raise DataprepError(f"{file.path}: row {missing}: field '{field}' is missing or null (--strict)")
+    return canonical, adapter
 
 
 def _require(file: InputFile, columns: set[str], needed: set[str], why: str) -> None:

@@ -3,7 +3,8 @@
 
 prompt = the dialogue up to and including its last "\\n\\nAssistant:", response = the rest, so that
 prompt + response gives back the original text byte for byte. Rows are dropped (and counted) when the
-two prompts differ, a response is empty, the two responses are equal, or there is no Assistant turn.
+two prompts differ, a response is empty, the two responses are equal, there is no Assistant turn,
+or a dialogue is missing (`missing_field`).
 """
 
 from __future__ import annotations
@@ -69,23 +70,21 @@ def drop_reason(chosen: tuple[str, str] | None, rejected: tuple[str, str] | None
     return None
 
 
-def normalize(table: pa.Table, path: Path) -> pa.Table:
+def normalize(table: pa.Table) -> pa.Table:
     """Native HH rows -> CANONICAL. Rows that cannot be split keep their raw dialogues in chosen/rejected."""
     out: dict[str, list] = {name: [] for name in CANONICAL.names}
-    for row, (chosen, rejected) in enumerate(zip(table.column("chosen").to_pylist(), table.column("rejected").to_pylist())):
+    for chosen, rejected in zip(table.column("chosen").to_pylist(), table.column("rejected").to_pylist()):
         if chosen is None or rejected is None:
-            field = "chosen" if chosen is None else "rejected"
-            raise DataprepError(f"{path}: row {row}: field '{field}' is missing or null; every HH row needs both dialogues")
-        c, r = split_dialogue(chosen), split_dialogue(rejected)
-        reason = drop_reason(c, r)
-        if reason in ("no_assistant_turn", "prompt_mismatch"):
-            # No single prompt exists: keep the whole dialogues so the dropped row can be audited.
-            out["prompt"].append(None)
-            out["chosen"].append(chosen)
-            out["rejected"].append(rejected)
+            reason, prompt = "missing_field", None
         else:
-            out["prompt"].append(c[0])
-            out["chosen"].append(c[1])
-            out["rejected"].append(r[1])
+            c, r = split_dialogue(chosen), split_dialogue(rejected)
+            reason = drop_reason(c, r)
+            if reason not in ("no_assistant_turn", "prompt_mismatch"):
+                prompt, chosen, rejected = c[0], c[1], r[1]
+            else:  # no single prompt exists: keep the whole dialogues so the dropped row can be audited
+                prompt = None
+        out["prompt"].append(prompt)
+        out["chosen"].append(chosen)
+        out["rejected"].append(rejected)
         out["drop_reason"].append(reason)
     return pa.Table.from_pydict(out, schema=CANONICAL)

@@ -22,7 +22,7 @@ from dataprep.sources import CANONICAL, Dataset, InputFile, side_of
 def resolve(path: Path, label: str | None = None) -> Dataset:
     """Files of one local dataset; `label` prefixes each file's `source` (default: the directory name)."""
     if not path.exists():
-        raise DataprepError(f"--data {path}: no such file or directory (registered names: hh)")
+        raise DataprepError(f"--data {path}: no such file or directory")
     if path.is_dir():
         paths = sorted(p for p in path.rglob("*") if p.is_file() and readers.is_supported(p))
         if not paths:
@@ -45,7 +45,7 @@ def _stem(rel: Path) -> str:
     return name
 
 
-def normalize_jsonfile(table: pa.Table, path: Path) -> pa.Table:
+def normalize_jsonfile(table: pa.Table) -> pa.Table:
     columns = table.column_names
     prompts = table.column("prompt").to_pylist()
     chosens = table.column("chosen").to_pylist()
@@ -53,9 +53,11 @@ def normalize_jsonfile(table: pa.Table, path: Path) -> pa.Table:
     out: dict[str, list] = {name: [] for name in CANONICAL.names}
     for prompt, chosen, rejected in zip(prompts, chosens, rejecteds):
         reason = None
-        if prompt is None or not prompt.strip():
+        if prompt is None or chosen is None:
+            reason = "missing_field"
+        elif not prompt.strip():
             reason = "empty_prompt"
-        elif chosen is None or not chosen.strip() or (rejected is not None and not rejected.strip()):
+        elif not chosen.strip() or (rejected is not None and not rejected.strip()):
             reason = "empty_response"
         elif chosen == rejected:
             reason = "identical_pair"
