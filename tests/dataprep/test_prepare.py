@@ -44,7 +44,7 @@ def test_layout(sample):
             files = [s["file"] for s in manifest["phases"][phase][side]["shards"]]
             assert files == [f"phase{phase}/{side}-00000-of-00001.arrow"]
             assert (out / files[0]).is_file()
-    assert sorted(p.name for p in out.iterdir()) == ["dropped", "manifest.json", "normalized", "phase1", "phase2", "phase3"]
+    assert sorted(p.name for p in out.iterdir()) == [".dataprep.lock", "dropped", "manifest.json", "normalized", "phase1", "phase2", "phase3"]
 
 
 def test_counts_add_up_to_the_input_rows(sample):
@@ -173,7 +173,7 @@ def test_blending_concatenates_then_shuffles(tmp_path):
 def test_sft_only_split_builds_only_phase_1(tmp_path):
     manifest = prepare(_opts(tmp_path / "out", split="10,0,0")).manifest
     assert list(manifest["phases"]) == ["1"]
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["dropped", "manifest.json", "normalized", "phase1"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".dataprep.lock", "dropped", "manifest.json", "normalized", "phase1"]
 
 
 def test_an_empty_phase_is_an_error(tmp_path):

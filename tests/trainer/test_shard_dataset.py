@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pyarrow as pa
 import pytest
 
+from dataprep.errors import DataprepError
 from dataprep.prepare import PrepareOptions, prepare
 from tests.conftest import SAMPLE, SAMPLE_TOKENIZER
 from trainer.shard_dataset import ShardDataset
@@ -36,6 +39,16 @@ def test_rows_match_the_shards(out, phase, column):
         ds[len(ds)]
 
 
-def test_missing_phase_is_clear(out, tmp_path):
-    with pytest.raises(FileNotFoundError, match="no phase 1 train shards"):
+def test_refuses_what_is_not_a_finished_build(out, tmp_path):
+    with pytest.raises(DataprepError, match="no manifest"):
         ShardDataset(tmp_path, 1)
+    damaged = tmp_path / "damaged"
+    shutil.copytree(out, damaged)
+    shutil.copy(damaged / "phase1" / "train-00000-of-00003.arrow", damaged / "phase1" / "train-00003-of-00003.arrow")
+    with pytest.raises(DataprepError, match="extra shard"):
+        ShardDataset(damaged, 1)
+    (damaged / "phase1" / "train-00003-of-00003.arrow").unlink()
+    shard = damaged / "phase1" / "train-00001-of-00003.arrow"
+    shard.write_bytes(shard.read_bytes()[:-100])
+    with pytest.raises(DataprepError, match="train-00001-of-00003.arrow: .* bytes but manifest.json says"):
+        ShardDataset(damaged, 1)

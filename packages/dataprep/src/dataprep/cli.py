@@ -26,10 +26,17 @@ Re-running with the same inputs and options reuses DIR; any change rebuilds it.
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (plus a pointer to --help), like every other error."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dataprep", description="Prepare RLHF preference data as token shards.")
+    parser = _Parser(prog="dataprep", description="Prepare RLHF preference data as token shards.")
     parser.add_argument("--version", action="version", version=f"dataprep {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("prepare", help="normalize, split and tokenize into phase shards", description=PREPARE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", nargs="+", required=True, metavar="hh|PATH",
@@ -55,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("shard", type=Path, help="a .arrow shard written by prepare")
     i.add_argument("--rows", type=int, default=3, help="how many rows to show (default: %(default)s)")
     i.add_argument("--json", action="store_true", help="machine-readable output")
+
+    v = sub.add_parser("verify", help="check a prepared DIR against its manifest (hashes, schema, counts)",
+                       description="Recompute every file's sha256 and check schemas, row counts, offsets, token ids, the "
+                                   "manifest's own hash and that no file is missing or extra. Exit 1 on any problem.")
+    v.add_argument("out", type=Path, metavar="DIR", help="an output directory written by prepare")
+    v.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
 
@@ -63,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "prepare":
             return _prepare(args)
+        if args.command == "verify":
+            return _verify(args)
         return _inspect(args)
     except DataprepError as exc:
         print(f"dataprep {args.command}: error: {exc}", file=sys.stderr)
@@ -113,7 +128,7 @@ def _prepare(args: argparse.Namespace) -> int:
         drops = ", ".join(f"{k} {v}" for k, v in dropped.items()) or "none"
         print(f"{d['name']}: {len(d['files'])} files, rows {rows}{carve}; dropped while parsing: {drops}")
     if not result.reused:
-        print(f"wrote {result.out} in {m['seconds']:.1f}s (manifest: {result.out / 'manifest.json'})")
+        print(f"wrote {result.out} in {m['run']['seconds']:.1f}s (manifest: {result.out / 'manifest.json'})")
     return 0
 
 
@@ -123,3 +138,17 @@ def _inspect(args: argparse.Namespace) -> int:
     info = inspect(args.shard, rows=args.rows)
     print(json.dumps(info, indent=2) if args.json else render(info))
     return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from dataprep.verify import verify
+
+    problems, counted = verify(args.out)
+    if args.json:
+        print(json.dumps({"ok": not problems, "problems": problems, **counted}, indent=2))
+    else:
+        for problem in problems:
+            print(f"dataprep verify: {problem}", file=sys.stderr)
+        if not problems:
+            print(f"{args.out}: OK ({counted['files']} files, {counted['shards']} shards, {counted['rows']} rows match {args.out / 'manifest.json'})")
+    return 1 if problems else 0

@@ -7,25 +7,35 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dataprep import manifest as mf, report, shards
+from dataprep import report, shards
 from dataprep.errors import DataprepError
-from dataprep.phases import TOKEN_COLUMNS, length_stats
+from dataprep.tokenizer import load_tokenizer
+from dataprep.phases import TOKEN_COLUMNS, length_stats, phase_schema
+from dataprep.verify import check_shard, find_listing
 
 
 def inspect(path: Path, rows: int = 3) -> dict:
     """A JSON-able description of the shard; `decoded` holds the first rows as text when the
-    tokenizer named by the output's manifest can be loaded and still has the shard's fingerprint."""
+    tokenizer named by the output's manifest can be loaded and still has the shard's fingerprint.
+    A shard inside OUT/phaseN/ must be listed by OUT's manifest (a killed or running build's files
+    are refused); a shard copied elsewhere is read on its own."""
     if not path.is_file():
         raise DataprepError(f"{path}: no such file")
-    table = shards.open_shard(path)
-    meta = shards.shard_metadata(table, path)
-    phase = meta.get("phase")
-    if phase not in TOKEN_COLUMNS or any(c not in table.column_names for c in TOKEN_COLUMNS[phase]):
-        raise DataprepError(f"{path}: shard metadata names phase {phase!r} but its columns are {table.column_names}")
-    try:
-        table.validate(full=True)  # offsets in range and monotonic: catches many corruptions
-    except pa.ArrowInvalid as exc:
-        raise DataprepError(f"{path}: corrupt shard ({str(exc).splitlines()[0]})") from None
+    listing = find_listing(path)
+    if listing is not None:
+        out, manifest, record, phase, side = listing
+        table = check_shard(out, record, phase, side, manifest)
+        meta = shards.shard_metadata(table, path)
+    else:
+        table = shards.open_shard(path)
+        meta = shards.shard_metadata(table, path)
+        phase = meta.get("phase")
+        if phase not in TOKEN_COLUMNS or not table.schema.equals(phase_schema(phase)):
+            raise DataprepError(f"{path}: shard metadata names phase {phase!r} but its columns are {table.column_names}")
+        try:
+            table.validate(full=True)
+        except pa.ArrowInvalid as exc:
+            raise DataprepError(f"{path}: corrupt shard ({str(exc).splitlines()[0]})") from None
     info = {
         "path": str(path),
         "phase": phase,
@@ -43,7 +53,7 @@ def inspect(path: Path, rows: int = 3) -> dict:
             for col in TOKEN_COLUMNS[phase]
         },
     }
-    decoder, note = _decoder(path, meta["tokenizer_fingerprint"])
+    decoder, note = _decoder(listing[1] if listing else None, meta["tokenizer_fingerprint"])
     info["decode_note"] = note
     info["first_rows"] = [_row(table, i, phase, decoder) for i in range(min(rows, table.num_rows))]
     return info
@@ -61,17 +71,14 @@ def _row(table: pa.Table, i: int, phase: int, decoder) -> dict:
     return row
 
 
-def _decoder(path: Path, fingerprint: str):
-    """Find the tokenizer through <out>/manifest.json (the shard lives in <out>/phaseN/)."""
-    out = path.resolve().parent.parent
-    if not (out / mf.NAME).is_file():
-        return None, f"no {mf.NAME} in {out}: rows shown as token ids"
+def _decoder(manifest: dict | None, fingerprint: str):
+    """The tokenizer named by the output's manifest, if it still has the shard's fingerprint."""
+    if manifest is None:
+        return None, "standalone shard (no manifest beside it): rows shown as token ids"
+    spec = manifest["tokenizer"]["load"]
     try:
-        spec = mf.read(out)["tokenizer"]["load"]
-        from dataprep.tokenizer import load_tokenizer
-
         tok = load_tokenizer(spec)
-    except (DataprepError, KeyError) as exc:
+    except DataprepError as exc:
         return None, f"tokenizer not loadable ({exc}): rows shown as token ids"
     if tok.fingerprint != fingerprint:
         return None, f"tokenizer {spec} has changed since the shard was written (fingerprint differs): not decoding"

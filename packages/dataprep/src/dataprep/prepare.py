@@ -14,18 +14,22 @@ without a manifest (or with an old one) is never mistaken for a finished build.
 
 from __future__ import annotations
 
+import datetime as dt
+import errno
 import shutil
+import sys
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm import tqdm
 
-from dataprep import FORMAT_VERSION, __version__, manifest as mf, shards
+from dataprep import FORMAT_VERSION, __version__, faults, locking, manifest as mf, shards
 from dataprep.errors import DataprepError
 from dataprep.phases import PHASES, TOKEN_COLUMNS, encode_phase, length_stats, phase_schema
 from dataprep.sources import SIDES, Dataset, read_canonical, resolve
@@ -82,7 +86,7 @@ class _Part:
     truncated: int = 0
 
 
-def prepare(opts: PrepareOptions) -> Result:
+def prepare(opts: PrepareOptions, log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr)) -> Result:
     started = time.perf_counter()
     _check_options(opts)
     weights = parse_split(opts.split)
@@ -95,16 +99,37 @@ def prepare(opts: PrepareOptions) -> Result:
     if not opts.force and mf.is_complete(opts.out, key):
         return Result(mf.read(opts.out), reused=True, out=opts.out)
 
-    opts.out.mkdir(parents=True, exist_ok=True)
-    staging = opts.out / f".staging-{uuid.uuid4().hex[:12]}"
-    staging.mkdir()
     try:
-        manifest = _build(opts, datasets, inputs, tokenizer, key, wanted, staging)
-        manifest["seconds"] = round(time.perf_counter() - started, 2)
-        mf.commit(staging, opts.out, manifest, OUTPUT_DIRS)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        opts.out.mkdir(parents=True, exist_ok=True)
+        with locking.exclusive(opts.out, on_wait=log):
+            if not opts.force and mf.is_complete(opts.out, key):  # another process built it meanwhile
+                return Result(mf.read(opts.out), reused=True, out=opts.out)
+            for stale in opts.out.glob(".staging-*"):  # left by a killed run; safe to remove under the lock
+                shutil.rmtree(stale, ignore_errors=True)
+            staging = opts.out / f".staging-{uuid.uuid4().hex[:12]}"
+            staging.mkdir()
+            try:
+                manifest = _build(opts, datasets, inputs, tokenizer, key, wanted, staging)
+                manifest = mf.finish(manifest, {"created": _now(), "seconds": round(time.perf_counter() - started, 2)})
+                mf.commit(staging, opts.out, manifest, OUTPUT_DIRS)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+    except OSError as exc:
+        raise DataprepError(_write_error(opts.out, exc)) from None
     return Result(manifest, reused=False, out=opts.out)
+
+
+def _write_error(out: Path, exc: OSError) -> str:
+    where = f" ({exc.filename})" if exc.filename else ""
+    if exc.errno == errno.ENOSPC:
+        return f"--out {out}: no space left on device{where}; free some space or choose another --out (the previous output, if any, is unchanged)"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"--out {out}: not writable{where}: {exc.strerror}; choose another --out"
+    return f"--out {out}: cannot write{where}: {exc.strerror or exc}"
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def _check_options(opts: PrepareOptions) -> None:
@@ -158,23 +183,29 @@ def _build(opts, datasets, inputs, tokenizer: Tokenizer, key, wanted, staging: P
                         dropped_tables.append(phase_drops)
         shards.write_arrow(staging / "normalized" / f"{dataset.name}.arrow", pa.concat_tables(normalized))
         shards.write_arrow(staging / "dropped" / f"{dataset.name}.arrow", pa.concat_tables(dropped_tables))
+        faults.checkpoint("normalized")
 
     phases = {}
     for (p, side), dataset_parts in parts.items():
         phases.setdefault(str(p), {})[side] = _write_phase(p, side, dataset_parts, datasets, tokenizer, opts, staging)
-    return mf.build(
-        key=key,
-        version=__version__,
-        format_version=FORMAT_VERSION,
-        options={**asdict(opts), "out": str(opts.out), "data_dir": opts.data_dir and str(opts.data_dir)},
-        tokenizer=tokenizer.describe(),
-        inputs=inputs,
-        phases=phases,
-        tables={
-            sub: sorted(p.relative_to(staging).as_posix() for p in (staging / sub).glob("*.arrow"))
-            for sub in ("normalized", "dropped")
-        },
-    )
+    return {
+        "format_version": FORMAT_VERSION,
+        "dataprep_version": __version__,
+        "cache_key": key,
+        "options": {"data": opts.data, "data_dir": opts.data_dir and str(opts.data_dir), "revision": opts.revision,
+                    "tokenizer": opts.tokenizer, **opts.key_fields()},
+        "tokenizer": tokenizer.describe(),
+        "libraries": mf.libraries(),
+        "inputs": inputs,
+        "phases": phases,
+        "tables": {sub: [_file_record(staging, p) for p in sorted((staging / sub).glob("*.arrow"))] for sub in ("normalized", "dropped")},
+    }
+
+
+def _file_record(root: Path, path: Path) -> dict:
+    """What the manifest vouches for about one written file."""
+    rows = pa.ipc.open_file(pa.memory_map(str(path))).read_all().num_rows  # memory-mapped: no copy
+    return {"file": path.relative_to(root).as_posix(), "rows": rows, "bytes": path.stat().st_size, "sha256": shards.file_sha256(path)}
 
 
 def _split_side(name: str, side: str, size: int, wanted: list[int], described: dict, opts: PrepareOptions) -> list[np.ndarray]:
@@ -283,7 +314,8 @@ def _write_phase(phase, side, parts: list[_Part], datasets, tokenizer, opts, sta
         name = shards.shard_name(side, i, len(ranges))
         path = staging / f"phase{phase}" / name
         shards.write_arrow(path, table.slice(start, stop - start), {**meta, "shard": i, "num_shards": len(ranges)})
-        written.append({"file": f"phase{phase}/{name}", "rows": stop - start, "bytes": path.stat().st_size, "sha256": shards.file_sha256(path)})
+        written.append(_file_record(staging, path))
+        faults.checkpoint("shard")
     return {
         "rows_in": sum(p.rows_in for p in parts),
         "kept": len(table),

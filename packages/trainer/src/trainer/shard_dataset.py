@@ -7,31 +7,40 @@ whatever the size, and the page cache is shared by every rank on the machine.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
-from dataprep.shards import METADATA_KEY
-
-TOKEN_COLUMNS = {1: ("input_ids",), 2: ("chosen_input_ids", "rejected_input_ids"), 3: ("prompt_input_ids",)}
+from dataprep import manifest as mf
+from dataprep.errors import DataprepError
+from dataprep.phases import TOKEN_COLUMNS
+from dataprep.verify import check_shard
 
 
 class ShardDataset:
+    """One phase and side of a finished `dataprep prepare` output. Opening it runs the cheap checks on
+    every shard (listed in the manifest, size, schema, metadata, rows, offsets) and refuses an
+    unfinished build, a missing or extra shard, or a damaged one, with a DataprepError naming it."""
+
     def __init__(self, out_dir: Path | str, phase: int, side: str = "train"):
-        paths = sorted(Path(out_dir, f"phase{phase}").glob(f"{side}-*-of-*.arrow"))
-        if not paths:
-            raise FileNotFoundError(f"no phase {phase} {side} shards in {Path(out_dir, f'phase{phase}')}")
-        self.phase, self.side, self.paths = phase, side, paths
-        self.metadata = None
+        out = Path(out_dir)
+        manifest = mf.read(out)
+        info = manifest["phases"].get(str(phase), {}).get(side)
+        if info is None:
+            raise DataprepError(f"{out}: its manifest lists no phase {phase} {side} shards (split weight 0?)")
+        listed = [record["file"] for record in info["shards"]]
+        extra = sorted({p.relative_to(out).as_posix() for p in (out / f"phase{phase}").glob(f"{side}-*.arrow")} - set(listed))
+        if extra:
+            raise DataprepError(f"{out / extra[0]}: extra shard, not listed in {out / mf.NAME}; remove it or rerun dataprep prepare")
+        self.phase, self.side, self.paths = phase, side, [out / f for f in listed]
+        meta = manifest["tokenizer"]
+        self.metadata = {k: meta[k] for k in ("fingerprint", "eos_id", "bos_id", "pad_id", "vocab_size")}
         self._tokens: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {c: [] for c in TOKEN_COLUMNS[phase]}
         self._scalars: dict[str, list[np.ndarray]] = {}
         starts = [0]
-        for path in paths:
-            table = pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()
-            meta = json.loads(table.schema.metadata[METADATA_KEY])
-            self._check_consistent(path, meta)
+        for record in info["shards"]:
+            table = check_shard(out, record, phase, side, manifest)
             for batch in table.to_batches():
                 for name in self._tokens:
                     self._tokens[name].append(_list_views(batch.column(name)))
@@ -40,15 +49,6 @@ class ShardDataset:
                         self._scalars.setdefault(name, []).append(batch.column(name).to_numpy(zero_copy_only=True))
                 starts.append(starts[-1] + batch.num_rows)
         self._starts = np.asarray(starts, dtype=np.int64)
-
-    def _check_consistent(self, path: Path, meta: dict) -> None:
-        if meta["phase"] != self.phase or meta["side"] != self.side:
-            raise ValueError(f"{path}: metadata says phase {meta['phase']} {meta['side']}, expected {self.phase} {self.side}")
-        keys = ("tokenizer_fingerprint", "eos_id", "pad_id", "bos_id", "max_seq_len", "max_prompt_len")
-        if self.metadata is None:
-            self.metadata = {k: meta[k] for k in keys}
-        elif any(self.metadata[k] != meta[k] for k in keys):
-            raise ValueError(f"{path}: written with other settings than {self.paths[0]} (tokenizer or lengths differ)")
 
     def __len__(self) -> int:
         return int(self._starts[-1])

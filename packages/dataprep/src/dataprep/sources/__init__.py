@@ -20,6 +20,9 @@ from dataprep.errors import DataprepError
 
 SIDES = ("train", "eval")
 
+# Bump an adapter's version whenever its output for the same input changes: it is part of the cache key.
+ADAPTER_VERSIONS = {"hh": 1, "jsonfile": 1}
+
 # Canonical text columns produced by every adapter, plus the reason a row is dropped (null = kept).
 CANONICAL = pa.schema(
     [
