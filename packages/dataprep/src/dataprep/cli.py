@@ -30,6 +30,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (plus a pointer to --help), like every other error."""
 
     def error(self, message: str):
+        if message.endswith("expected one argument"):  # e.g. --split -1,1,1: argparse takes it for an option
+            message += "; for a value that starts with '-', write --option=VALUE"
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 

@@ -37,7 +37,7 @@ from dataprep.split import CARVE_SPLIT, parse_split, shuffle_index, split_indice
 from dataprep.tokenizer import Tokenizer, load_tokenizer
 
 ENCODE_CHUNK = 2048  # rows per tokenizer call: large enough for the Rust thread pool, small for progress
-OUTPUT_DIRS = ("normalized", "dropped", "phase1", "phase2", "phase3")
+OUTPUT_DIRS = ("phase1", "phase2", "phase3", "normalized", "dropped")  # commit order
 
 
 @dataclass

@@ -1,0 +1,42 @@
+"""Same inputs and options: byte-identical shards, tables and manifest (all but its `run` section),
+on repeated runs, whatever the tokenizer's thread count and the tokenization batch size."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import SAMPLE, SAMPLE_TOKENIZER
+
+
+def _run(out: Path, threads: int, chunk: int) -> None:
+    code = (
+        "import sys; from pathlib import Path; from dataprep import prepare as p; "
+        f"p.ENCODE_CHUNK = {chunk}; "
+        f"p.prepare(p.PrepareOptions(data=[{str(SAMPLE)!r}], out=Path({str(out)!r}), tokenizer={str(SAMPLE_TOKENIZER)!r}, split='6,2,2', progress=False))"
+    )
+    env = {**os.environ, "RAYON_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "true"}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+def _snapshot(out: Path) -> dict[str, bytes]:
+    files = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.glob("*/*.arrow")}
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert set(manifest.pop("run")) == {"created", "seconds"}
+    files["manifest.json"] = json.dumps(manifest, sort_keys=True).encode()
+    return files
+
+
+def test_byte_identical_across_runs_threads_and_batches(tmp_path):
+    runs = [(1, 2048), (2, 2048), (2, 3), (2, 2048)]
+    snapshots = []
+    for i, (threads, chunk) in enumerate(runs):
+        _run(tmp_path / f"out{i}", threads, chunk)
+        snapshots.append(_snapshot(tmp_path / f"out{i}"))
+    assert len(snapshots[0]) == 9  # 6 shards, 2 tables, the manifest
+    for other in snapshots[1:]:
+        assert other.keys() == snapshots[0].keys()
+        assert [k for k in other if other[k] != snapshots[0][k]] == []
