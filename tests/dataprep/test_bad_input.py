@@ -42,7 +42,7 @@ def _rows(n: int = 40) -> str:
     [
         ("train.jsonl", _rows(5) + '{"chosen": "a" "rejected": "b"}\n', ["train.jsonl:6: not valid JSON"]),
         ("train.jsonl", '{"chosen": "a"}\n', ["train.jsonl: missing column(s) rejected", "found: chosen"]),
-        ("train.jsonl", '{"chosen": 1, "rejected": "a"}\n{"chosen": 2, "rejected": "b"}\n', ["column 'chosen' is int64 in every row"]),
+        ("train.jsonl", '{"chosen": 1, "rejected": "a"}\n{"chosen": 2, "rejected": "b"}\n', ["column 'chosen' is not text in any row"]),
         ("train.jsonl", "", ["train.jsonl: empty file"]),
         ("train.jsonl", b'{"chosen": "caf\xe9", "rejected": "b"}\n', ["train.jsonl:1: not valid UTF-8"]),
         ("train.jsonl.gz", gzip.compress(_rows(2000).encode())[:3000], ["train.jsonl.gz: truncated or damaged gzip file"]),

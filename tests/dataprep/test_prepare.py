@@ -88,7 +88,8 @@ def test_shards_are_memory_mapped_without_copying(sample):
     table = pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()
     column = table.column("input_ids").chunk(0)
     offsets = np.frombuffer(column.buffers()[1], dtype=np.int32)
-    values = np.frombuffer(column.values.buffers()[1], dtype=np.int32)
+    assert column.type.value_type == pa.uint16(), "a 2,048-token vocabulary fits 16-bit ids"
+    values = np.frombuffer(column.values.buffers()[1], dtype=np.uint16)
     row = values[offsets[5] : offsets[6]]
     assert pa.total_allocated_bytes() == before, "reading a shard must not allocate"
     assert row.tolist() == column[5].as_py()

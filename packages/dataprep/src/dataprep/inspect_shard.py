@@ -30,28 +30,27 @@ def inspect(path: Path, rows: int = 3) -> dict:
         table = shards.open_shard(path)
         meta = shards.shard_metadata(table, path)
         phase = meta.get("phase")
-        if phase not in TOKEN_COLUMNS or not table.schema.equals(phase_schema(phase)):
+        ids = table.schema.field(TOKEN_COLUMNS[phase][0]).type.value_type if phase in TOKEN_COLUMNS else None
+        if phase not in TOKEN_COLUMNS or not table.schema.equals(phase_schema(phase, ids)):
             raise DataprepError(f"{path}: shard metadata names phase {phase!r} but its columns are {table.column_names}")
         try:
             table.validate(full=True)
         except pa.ArrowInvalid as exc:
             raise DataprepError(f"{path}: corrupt shard ({str(exc).splitlines()[0]})") from None
+    lengths = {col: pc.list_value_length(table.column(col)).to_numpy(zero_copy_only=False) for col in TOKEN_COLUMNS[phase]}
     info = {
         "path": str(path),
         "phase": phase,
         "side": meta.get("side"),
         "shard": meta.get("shard"),
-        "num_shards": meta.get("num_shards"),
+        "num_shards": int(path.stem.rsplit("-of-", 1)[1]) if "-of-" in path.stem else None,
         "rows": table.num_rows,
         "record_batches": pa.ipc.open_file(pa.memory_map(str(path))).num_record_batches,
         "bytes": path.stat().st_size,
         "schema": {f.name: str(f.type) for f in table.schema},
         "metadata": meta,
-        "tokens": {col: length_stats(table, col) for col in TOKEN_COLUMNS[phase]},
-        "histogram": {
-            col: report.histogram(pc.list_value_length(table.column(col)).to_numpy(zero_copy_only=False))
-            for col in TOKEN_COLUMNS[phase]
-        },
+        "tokens": {col: length_stats(n) for col, n in lengths.items()},
+        "histogram": {col: report.histogram(n) for col, n in lengths.items()},
     }
     decoder, note = _decoder(listing[1] if listing else None, meta["tokenizer_fingerprint"])
     info["decode_note"] = note

@@ -17,21 +17,25 @@ Every row goes in; each comes out either as a kept row or with a drop reason.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import chain
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from dataprep.tokenizer import Tokenizer
 
 PHASES = (1, 2, 3)
 TOKEN_COLUMNS = {1: ("input_ids",), 2: ("chosen_input_ids", "rejected_input_ids"), 3: ("prompt_input_ids",)}
-TOKENS = pa.list_(pa.int32())
 
 
-def phase_schema(phase: int) -> pa.Schema:
+def token_type(vocab_size: int) -> pa.DataType:
+    """The narrowest id type for the vocabulary: 16-bit ids halve the shards of most vocabularies."""
+    return pa.uint16() if vocab_size <= 1 << 16 else pa.int32()
+
+
+def phase_schema(phase: int, ids: pa.DataType) -> pa.Schema:
     fields = [pa.field("row_id", pa.int64()), pa.field("source", pa.string())]
-    fields += [pa.field(name, TOKENS) for name in TOKEN_COLUMNS[phase]]
+    fields += [pa.field(name, pa.list_(ids)) for name in TOKEN_COLUMNS[phase]]
     if phase in (1, 2):
         fields.append(pa.field("prompt_len", pa.int32()))
     return pa.schema(fields)
@@ -71,10 +75,10 @@ def encode_phase(
             prompt_lens.append(min(n, len(seq)))
             keep.append(i)
     elif phase == 2:
-        rejected = rows.column("rejected").to_pylist()
+        chosen, rejected = rows.column("chosen").to_pylist(), rows.column("rejected").to_pylist()
         pairs = [i for i, r in enumerate(rejected) if r is not None]
         dropped.update({i: "no_rejected" for i, r in enumerate(rejected) if r is None})
-        c_ids, c_len = tokenizer.encode_with_prefix([prompts[i] for i in pairs], rows.column("chosen").take(pairs).to_pylist())
+        c_ids, c_len = tokenizer.encode_with_prefix([prompts[i] for i in pairs], [chosen[i] for i in pairs])
         r_ids, r_len = tokenizer.encode_with_prefix([prompts[i] for i in pairs], [rejected[i] for i in pairs])
         for i, c, r, cn, rn in zip(pairs, c_ids, r_ids, c_len, r_len):
             c, c_cut = _finish(c, tokenizer.eos_id, max_seq_len)
@@ -95,11 +99,13 @@ def encode_phase(
             out["prompt_input_ids"].append(seq)
             keep.append(i)
 
-    columns = {"row_id": rows.column("row_id").take(keep), "source": rows.column("source").take(keep)}
-    columns.update({name: _token_array(values) for name, values in out.items()})
+    ids = token_type(tokenizer.vocab_size)
+    keep_index = np.asarray(keep, dtype=np.int64)
+    columns = {"row_id": rows.column("row_id").take(keep_index), "source": rows.column("source").take(keep_index)}
+    columns.update({name: _token_array(values, ids) for name, values in out.items()})
     if phase in (1, 2):
         columns["prompt_len"] = pa.array(prompt_lens, pa.int32())
-    table = pa.table(columns, schema=phase_schema(phase))
+    table = pa.table(columns, schema=phase_schema(phase, ids))
     return Encoded(table, dict(sorted(dropped.items())), truncated)
 
 
@@ -108,18 +114,17 @@ def _finish(ids: list[int], eos_id: int, max_len: int) -> tuple[list[int], bool]
     return (ids[:max_len], True) if len(ids) > max_len else (ids, False)
 
 
-def _token_array(rows: list[list[int]]) -> pa.Array:
-    """list<int32> built from one flat buffer and offsets (no per-row Arrow objects)."""
-    lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+def _token_array(rows: list[list[int]], ids: pa.DataType) -> pa.Array:
+    """A list array built from one flat buffer and offsets (no per-row Arrow objects)."""
+    lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
     offsets = np.zeros(len(rows) + 1, dtype=np.int32)
     np.cumsum(lengths, out=offsets[1:])
-    values = np.fromiter((t for r in rows for t in r), dtype=np.int32, count=int(offsets[-1]))
-    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values))
+    values = np.fromiter(chain.from_iterable(rows), dtype=ids.to_pandas_dtype(), count=int(offsets[-1]))
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, type=ids))
 
 
-def length_stats(table: pa.Table, column: str) -> dict:
-    """min / mean / p50 / p95 / max token length of one token column."""
-    lengths = np.asarray(pc.list_value_length(table.column(column)).to_numpy(zero_copy_only=False))
+def length_stats(lengths: np.ndarray) -> dict:
+    """min / mean / p50 / p95 / max / total of token lengths."""
     if lengths.size == 0:
         return {"min": 0, "mean": 0.0, "p50": 0, "p95": 0, "max": 0, "total": 0}
     return {

@@ -3,11 +3,14 @@
 The pipeline, top to bottom:
   1. resolve every --data argument to files, load the tokenizer, compute the cache key;
      an up-to-date output with the same key is reused;
-  2. per dataset: read + normalize each file (drops counted by reason), pool the train and eval sides
-     (carving 9,1 when there is only one side), split each side by --split;
-  3. per phase and side: tokenize each dataset's part, blend the datasets (concatenate, then a seeded
-     shuffle, as DeepSpeed-Chat does), write shards;
-  4. write normalized/ and dropped/ tables, then the manifest, then move everything into place.
+  2. per dataset (pool.py): stream each file through its adapter into a memory-mapped pool file
+     (drops counted by reason), carve 9,1 when there is only one side, split each side by --split;
+     write normalized/ and the parse-time part of dropped/;
+  3. per phase and side: take each dataset's part from its pool in DeepSpeed-Chat's order, chunk by
+     chunk, tokenize, blend the datasets (concatenate, then a seeded shuffle, as DeepSpeed-Chat does)
+     and stream the rows into shards;
+  4. write the manifest, then move everything into place.
+Memory stays bounded: text and tokens move through in chunks; only per-row index arrays are whole.
 Everything is built in a staging directory inside --out; the manifest is written last, so an output
 without a manifest (or with an old one) is never mistaken for a finished build.
 """
@@ -20,7 +23,7 @@ import shutil
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -31,9 +34,10 @@ from tqdm import tqdm
 
 from dataprep import FORMAT_VERSION, __version__, faults, locking, manifest as mf, shards
 from dataprep.errors import DataprepError
-from dataprep.phases import PHASES, TOKEN_COLUMNS, encode_phase, length_stats, phase_schema
-from dataprep.sources import SIDES, Dataset, read_canonical, resolve
-from dataprep.split import CARVE_SPLIT, parse_split, shuffle_index, split_indices
+from dataprep.phases import PHASES, TOKEN_COLUMNS, encode_phase, length_stats, phase_schema, token_type
+from dataprep.pool import DROPPED_SCHEMA, POOL_SCHEMA, Pool, build_pool, count_reasons, dropped_rows
+from dataprep.sources import SIDES, Dataset, resolve
+from dataprep.split import parse_split, shuffle_index
 from dataprep.tokenizer import Tokenizer, load_tokenizer
 
 ENCODE_CHUNK = 2048  # rows per tokenizer call: large enough for the Rust thread pool, small for progress
@@ -74,16 +78,6 @@ class Result:
     manifest: dict
     reused: bool
     out: Path
-
-
-@dataclass
-class _Part:
-    """One dataset's rows for one phase and side, in DeepSpeed-Chat's order."""
-
-    rows_in: int
-    encoded: pa.Table
-    dropped: dict[str, int] = field(default_factory=dict)
-    truncated: int = 0
 
 
 def prepare(opts: PrepareOptions, log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr)) -> Result:
@@ -160,45 +154,110 @@ def _resolve_all(opts: PrepareOptions) -> list[Dataset]:
 def _build(opts, datasets, inputs, tokenizer: Tokenizer, key, wanted, staging: Path) -> dict:
     for sub in ["normalized", "dropped"] + [f"phase{p}" for p in wanted]:
         (staging / sub).mkdir()
-    parts: dict[tuple[int, str], list[_Part]] = {(p, s): [] for p in wanted for s in SIDES}
+    pools, dropped = [], []
     for dataset, described in zip(datasets, inputs):
-        pools = _read_pools(dataset, described, opts)
-        dropped_tables = []
-        normalized = []
-        for side, pool in pools.items():
-            phase_index = _split_side(dataset.name, side, len(pool), wanted, described, opts)
-            phase_of = np.zeros(len(pool), dtype=np.int8)
-            for p, ix in zip(PHASES, phase_index):
-                phase_of[ix] = p
-            pool = pool.append_column("side", pa.array([side] * len(pool), pa.string()))
-            pool = pool.append_column("phase", pa.array(phase_of))
-            kept_mask = pc.is_null(pool.column("drop_reason"))
-            normalized.append(pool.filter(kept_mask).drop_columns(["drop_reason"]))
-            dropped_tables.append(_dropped_rows(pool.filter(pc.invert(kept_mask))))
-            for p, ix in zip(PHASES, phase_index):
-                if p in wanted:
-                    part, phase_drops = _encode_part(p, side, dataset.name, pool.take(ix), tokenizer, opts)
-                    parts[(p, side)].append(part)
-                    if phase_drops is not None:
-                        dropped_tables.append(phase_drops)
-        shards.write_arrow(staging / "normalized" / f"{dataset.name}.arrow", pa.concat_tables(normalized))
-        shards.write_arrow(staging / "dropped" / f"{dataset.name}.arrow", pa.concat_tables(dropped_tables))
+        pool = build_pool(dataset, described, wanted, staging, opts)
+        normalized = shards.ArrowFile(staging / "normalized" / f"{dataset.name}.arrow", _normalized_schema())
+        for rows in pool.normalized_batches():
+            normalized.write(rows)
+        normalized.close()
+        drops = shards.ArrowFile(staging / "dropped" / f"{dataset.name}.arrow", DROPPED_SCHEMA)
+        for rows in pool.parse_drops():
+            drops.write(rows)
+        pools.append(pool)
+        dropped.append(drops)
         faults.checkpoint("normalized")
-
     phases = {}
-    for (p, side), dataset_parts in parts.items():
-        phases.setdefault(str(p), {})[side] = _write_phase(p, side, dataset_parts, datasets, tokenizer, opts, staging)
+    for phase in wanted:
+        for side in SIDES:
+            phases.setdefault(str(phase), {})[side] = _build_phase(phase, side, pools, dropped, tokenizer, opts, staging)
+    for drops in dropped:
+        drops.close()
     return {
         "format_version": FORMAT_VERSION,
         "dataprep_version": __version__,
         "cache_key": key,
         "options": {"data": opts.data, "data_dir": opts.data_dir and str(opts.data_dir), "revision": opts.revision,
                     "tokenizer": opts.tokenizer, **opts.key_fields()},
-        "tokenizer": tokenizer.describe(),
+        "tokenizer": {**tokenizer.describe(), "token_type": str(token_type(tokenizer.vocab_size))},
         "libraries": mf.libraries(),
         "inputs": inputs,
         "phases": phases,
         "tables": {sub: [_file_record(staging, p) for p in sorted((staging / sub).glob("*.arrow"))] for sub in ("normalized", "dropped")},
+    }
+
+
+def _normalized_schema() -> pa.Schema:
+    names = [n for n in POOL_SCHEMA.names if n not in ("file_side", "drop_reason")]
+    return pa.schema([POOL_SCHEMA.field(n) for n in names] + [("side", pa.string()), ("phase", pa.int8())])
+
+
+def _build_phase(phase: int, side: str, pools: list[Pool], dropped: list, tokenizer: Tokenizer, opts, staging: Path) -> dict:
+    """Tokenize every dataset's part of one phase and side, blend, and stream the rows into shards."""
+    ids = token_type(tokenizer.vocab_size)
+    meta = {"format_version": FORMAT_VERSION, "phase": phase, "side": side, "tokenizer_fingerprint": tokenizer.fingerprint,
+            "eos_id": tokenizer.eos_id, "bos_id": tokenizer.bos_id, "pad_id": tokenizer.pad_id,
+            "max_seq_len": opts.max_seq_len, "max_prompt_len": opts.max_prompt_len}
+    writer = shards.ShardWriter(staging / f"phase{phase}", side, phase_schema(phase, ids), meta, opts.shard_bytes)
+    blend = len(pools) > 1
+    by_dataset, lengths, truncated, parts = {}, {c: [] for c in TOKEN_COLUMNS[phase]}, 0, []
+    total = sum(len(pool.parts[side][phase - 1]) for pool in pools)
+    bar = tqdm(total=total, desc=f"phase {phase} {side}", unit="row", disable=None if opts.progress else True)
+    for pool, drops in zip(pools, dropped):
+        index = pool.parts[side][phase - 1]
+        counts: dict[str, int] = {}
+        kept = 0
+        part = shards.ArrowFile(staging / f".blend-{phase}-{side}-{pool.name}.arrow", phase_schema(phase, ids)) if blend else None
+        for start in range(0, len(index), ENCODE_CHUNK):
+            rows = pool.table.take(index[start : start + ENCODE_CHUNK])
+            _add(counts, count_reasons(rows.column("drop_reason")))
+            rows = rows.filter(pc.is_null(rows.column("drop_reason")))
+            enc = encode_phase(phase, tokenizer, rows, opts.max_seq_len, opts.max_prompt_len)
+            if enc.dropped:
+                positions, reasons = zip(*enc.dropped.items())
+                annotated = rows.take(list(positions))
+                annotated = annotated.append_column("side", pa.array([side] * len(positions), pa.string()))
+                annotated = annotated.append_column("phase", pa.array([phase] * len(positions), pa.int8()))
+                drops.write(dropped_rows(annotated, list(reasons)))
+                _add(counts, {r: list(reasons).count(r) for r in set(reasons)})
+            for column in lengths:
+                lengths[column].append(pc.list_value_length(enc.table.column(column)).to_numpy(zero_copy_only=False))
+            (part.write if blend else writer.write)(enc.table)
+            truncated += enc.truncated
+            kept += enc.table.num_rows
+            bar.update(len(index[start : start + ENCODE_CHUNK]))
+        by_dataset[pool.name] = {"rows_in": len(index), "kept": kept, "dropped": dict(sorted(counts.items()))}
+        if blend:
+            parts.append(part.close())
+    bar.close()
+    if blend:
+        # Blending, as DeepSpeed-Chat: concatenate the datasets' parts, then one shuffle with the seed.
+        table = pa.concat_tables(pa.ipc.open_file(pa.memory_map(str(p))).read_all() for p in parts)
+        order = shuffle_index(opts.seed, table.num_rows)
+        for start in range(0, len(order), ENCODE_CHUNK):
+            writer.write(table.take(order[start : start + ENCODE_CHUNK]))
+        del table
+    dropped_total: dict[str, int] = {}
+    for info in by_dataset.values():
+        _add(dropped_total, info["dropped"])
+    kept_total = sum(info["kept"] for info in by_dataset.values())
+    if kept_total == 0:
+        raise DataprepError(
+            f"phase {phase} {side}: no rows left after drops ({_fmt(dropped_total)}); "
+            "use more data, a longer --max-seq-len/--max-prompt-len, or weight 0 for this phase"
+        )
+    paths = writer.close()
+    faults.checkpoint("shard")
+    for path in parts:
+        path.unlink()
+    return {
+        "rows_in": sum(info["rows_in"] for info in by_dataset.values()),
+        "kept": kept_total,
+        "dropped": dict(sorted(dropped_total.items())),
+        "truncated": truncated,
+        "by_dataset": by_dataset,
+        "tokens": {c: length_stats(np.concatenate(v)) for c, v in lengths.items()},
+        "shards": [_file_record(staging, p) for p in paths],
     }
 
 
@@ -208,145 +267,9 @@ def _file_record(root: Path, path: Path) -> dict:
     return {"file": path.relative_to(root).as_posix(), "rows": rows, "bytes": path.stat().st_size, "sha256": shards.file_sha256(path)}
 
 
-def _split_side(name: str, side: str, size: int, wanted: list[int], described: dict, opts: PrepareOptions) -> list[np.ndarray]:
-    """DeepSpeed-Chat's split of one side; a phase we build must not come out empty."""
-    phase_index = split_indices(opts.seed, opts.split, size)
-    for p, ix in zip(PHASES, phase_index):
-        if p in wanted and len(ix) == 0:
-            raise DataprepError(
-                f"{name}: --split {opts.split} leaves phase {p} with no {side} rows out of {size}; "
-                "add rows or change the split (0 for a phase you do not want)"
-            )
-    described["split"][side] = [len(ix) for ix in phase_index]
-    described["unused_rows"][side] = int(sum(len(ix) for p, ix in zip(PHASES, phase_index) if p not in wanted))
-    return phase_index
-
-
-def _read_pools(dataset: Dataset, described: dict, opts: PrepareOptions) -> dict[str, pa.Table]:
-    """Normalize every file and pool each side (files in path order; position = DeepSpeed-Chat index)."""
-    by_side: dict[str, list[pa.Table]] = {s: [] for s in SIDES}
-    bar = tqdm(total=len(dataset.files), desc=f"read {dataset.name}", unit="file", disable=None if opts.progress else True)
-    for file, record in zip(dataset.files, described["files"]):
-        table, adapter = read_canonical(dataset, file, strict=opts.strict)
-        record["adapter"] = adapter
-        record["rows"] = len(table)
-        record["dropped"] = _count(table.column("drop_reason"))
-        table = table.add_column(0, "source", pa.array([file.source] * len(table), pa.string()))
-        table = table.add_column(0, "row_id", pa.array(np.arange(len(table), dtype=np.int64)))
-        by_side[file.side].append(table)
-        bar.update()
-    bar.close()
-    pools = {s: pa.concat_tables(t) for s, t in by_side.items() if t and sum(len(x) for x in t)}
-    described["rows"] = {s: len(t) for s, t in pools.items()}
-    if not pools:
-        raise DataprepError(f"{dataset.name}: its files hold no rows")
-    if len(pools) == 1:
-        # Like DeepSpeed-Chat's train-only datasets: carve the one side 9:1 into train and eval first.
-        (only, pool), = pools.items()
-        train_ix, eval_ix = split_indices(opts.seed, CARVE_SPLIT, len(pool), parts=2)
-        if len(eval_ix) == 0 or len(train_ix) == 0:
-            raise DataprepError(
-                f"{dataset.name}: only {len(pool)} {only} rows and no other side; the {CARVE_SPLIT} train/eval carve "
-                "leaves one side empty; add rows or a *test* file"
-            )
-        described["carve"] = {"from": only, "split": CARVE_SPLIT, "train": len(train_ix), "eval": len(eval_ix)}
-        pools = {"train": pool.take(train_ix), "eval": pool.take(eval_ix)}
-    return pools
-
-
-def _encode_part(phase: int, side: str, name: str, rows: pa.Table, tokenizer, opts) -> tuple[_Part, pa.Table | None]:
-    """Tokenize one dataset's rows of one phase and side; rows dropped by normalization are counted."""
-    reasons = rows.column("drop_reason")
-    dropped = _count(reasons)
-    kept = rows.filter(pc.is_null(reasons))
-    tables, phase_drops, truncated = [], [], 0
-    bar = tqdm(total=len(kept), desc=f"phase {phase} {side} {name}", unit="row", disable=None if opts.progress else True)
-    for start in range(0, len(kept), ENCODE_CHUNK):
-        chunk = kept.slice(start, ENCODE_CHUNK)
-        enc = encode_phase(phase, tokenizer, chunk, opts.max_seq_len, opts.max_prompt_len)
-        tables.append(enc.table)
-        truncated += enc.truncated
-        for i, reason in enc.dropped.items():
-            dropped[reason] = dropped.get(reason, 0) + 1
-            phase_drops.append((start + i, reason))
-        bar.update(len(chunk))
-    bar.close()
-    encoded = pa.concat_tables(tables) if tables else phase_schema(phase).empty_table()
-    drops_table = None
-    if phase_drops:
-        index, why = zip(*phase_drops)
-        drops_table = _dropped_rows(kept.take(list(index)), reasons=list(why))
-    return _Part(len(rows), encoded, dict(sorted(dropped.items())), truncated), drops_table
-
-
-def _write_phase(phase, side, parts: list[_Part], datasets, tokenizer, opts, staging: Path) -> dict:
-    table = pa.concat_tables([p.encoded for p in parts])
-    if len(parts) > 1:
-        # Blending, as DeepSpeed-Chat: concatenate the datasets' parts, then one seeded shuffle.
-        table = table.take(shuffle_index(opts.seed, len(table)))
-    dropped: dict[str, int] = {}
-    for part in parts:
-        for reason, n in part.dropped.items():
-            dropped[reason] = dropped.get(reason, 0) + n
-    if len(table) == 0:
-        raise DataprepError(
-            f"phase {phase} {side}: no rows left after drops ({_fmt(dropped)}); "
-            "use more data, a longer --max-seq-len/--max-prompt-len, or weight 0 for this phase"
-        )
-    first = TOKEN_COLUMNS[phase][0]
-    lengths = pc.list_value_length(table.column(first)).to_numpy(zero_copy_only=False)
-    if phase == 2:
-        lengths = lengths + pc.list_value_length(table.column("rejected_input_ids")).to_numpy(zero_copy_only=False)
-    ranges = shards.plan_shards(lengths.tolist(), opts.shard_bytes)
-    meta = {
-        "format_version": FORMAT_VERSION,
-        "phase": phase,
-        "side": side,
-        "tokenizer_fingerprint": tokenizer.fingerprint,
-        "eos_id": tokenizer.eos_id,
-        "bos_id": tokenizer.bos_id,
-        "pad_id": tokenizer.pad_id,
-        "max_seq_len": opts.max_seq_len,
-        "max_prompt_len": opts.max_prompt_len,
-    }
-    written = []
-    for i, (start, stop) in enumerate(ranges):
-        name = shards.shard_name(side, i, len(ranges))
-        path = staging / f"phase{phase}" / name
-        shards.write_arrow(path, table.slice(start, stop - start), {**meta, "shard": i, "num_shards": len(ranges)})
-        written.append(_file_record(staging, path))
-        faults.checkpoint("shard")
-    return {
-        "rows_in": sum(p.rows_in for p in parts),
-        "kept": len(table),
-        "dropped": dict(sorted(dropped.items())),
-        "truncated": sum(p.truncated for p in parts),
-        "by_dataset": {d.name: {"rows_in": p.rows_in, "kept": len(p.encoded), "dropped": p.dropped} for d, p in zip(datasets, parts)},
-        "tokens": {col: length_stats(table, col) for col in TOKEN_COLUMNS[phase]},
-        "shards": written,
-    }
-
-
-def _dropped_rows(rows: pa.Table, reasons: list[str] | None = None) -> pa.Table:
-    """The dropped/ table layout: which row, where it was headed, why, and its text."""
-    reason = pa.array(reasons, pa.string()) if reasons is not None else rows.column("drop_reason")
-    return pa.table(
-        {
-            "row_id": rows.column("row_id"),
-            "source": rows.column("source"),
-            "side": rows.column("side"),
-            "phase": rows.column("phase"),
-            "reason": reason,
-            "prompt": rows.column("prompt"),
-            "chosen": rows.column("chosen"),
-            "rejected": rows.column("rejected"),
-        }
-    )
-
-
-def _count(reasons: pa.ChunkedArray) -> dict[str, int]:
-    counts = pc.value_counts(pc.drop_null(reasons)).to_pylist() if len(reasons) else []
-    return {c["values"]: c["counts"] for c in sorted(counts, key=lambda c: c["values"])}
+def _add(total: dict[str, int], counts: dict[str, int]) -> None:
+    for reason, n in counts.items():
+        total[reason] = total.get(reason, 0) + n
 
 
 def _fmt(counts: dict[str, int]) -> str:

@@ -1,11 +1,14 @@
-"""Read one local input file into an Arrow table, with precise errors for malformed input.
+"""Stream one local input file as Arrow tables of raw rows, with precise errors for malformed input.
 
 Supported: .jsonl / .jsonl.gz (JSON Lines), .json / .json.gz (a JSON array of objects, or JSON Lines),
-.parquet, .csv. The fast path is pyarrow's native reader. When it rejects a JSON file, a Python pass
-finds out why, so that the user gets the exact line: a syntax error or bad UTF-8 on line k is fatal,
-while a single row whose text field holds a non-string value is kept with a `wrong_type` mark in the
-INVALID column (the adapter drops it and counts it), or is fatal under `strict`.
-A text field of the wrong type in every row, an empty file or a truncated gzip file is fatal.
+.parquet, .csv. Files are read in batches, so memory does not grow with the file (a JSON array is the
+exception: it is one JSON value and is parsed whole).
+
+JSON Lines go through pyarrow's streaming reader. When it rejects a block, a Python pass takes over
+from the first row not yet delivered and finds out why: a syntax error or bad UTF-8 on line k is
+fatal, while a row whose text field holds a non-string value is delivered with a `wrong_type` mark in
+the INVALID column (the adapter drops and counts it), or is fatal under `strict`. A text field of the
+wrong type in every row, an empty file or a truncated gzip file is fatal.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import gzip
 import json
 import zlib
+from itertools import islice
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -25,6 +29,8 @@ from dataprep.errors import DataprepError
 
 SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".parquet", ".csv")
 INVALID = "_invalid"  # per-row reason a text field was unusable ("wrong_type"), null when fine
+BATCH_ROWS = 8192  # rows per table from the Python and parquet paths
+JSON_BLOCK = 16 << 20  # bytes per pyarrow JSON block; a single record may be larger (the block grows)
 
 
 def is_supported(path: Path) -> bool:
@@ -32,30 +38,77 @@ def is_supported(path: Path) -> bool:
 
 
 def read_table(path: Path, string_fields: tuple[str, ...] = (), strict: bool = False) -> pa.Table:
-    """Rows of `path`. Present `string_fields` hold strings or nulls (or the row is marked INVALID)."""
+    """The whole file as one table (for small files and tests); see `iter_tables`."""
+    return pa.concat_tables(list(iter_tables(path, string_fields, strict)), promote_options="permissive")
+
+
+def iter_tables(path: Path, string_fields: tuple[str, ...] = (), strict: bool = False) -> Iterator[pa.Table]:
+    """Raw rows of `path`, batch by batch. Present `string_fields` hold strings or nulls (a row whose
+    value is of another type is marked in INVALID). Raises DataprepError for a bad file."""
     name = path.name
+    counter = _Counter(path, string_fields)
     try:
         if name.endswith(".parquet"):
-            table = pq.read_table(path)
+            source = (pa.Table.from_batches([b]) for b in pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS))
         elif name.endswith(".csv"):
             convert = pacsv.ConvertOptions(column_types={f: pa.string() for f in string_fields})
-            table = pacsv.read_csv(path, convert_options=convert)
+            source = (pa.Table.from_batches([b]) for b in pacsv.open_csv(path, convert_options=convert))
         elif name.endswith((".json", ".json.gz")) and _starts_with_bracket(path):
-            table = _from_rows(path, _json_array(path), string_fields, strict)
+            source = _batched(path, _json_array(path), string_fields, strict)
         elif name.endswith((".jsonl", ".jsonl.gz", ".json", ".json.gz")):
-            table = _read_json_lines(path, string_fields, strict)
+            source = _json_lines_tables(path, string_fields, strict)
         else:
             raise DataprepError(f"{path}: unsupported file type; use one of {', '.join(SUFFIXES)}")
+        for table in source:
+            _check_types(path, table, string_fields)
+            counter.add(table)
+            yield table
     except (EOFError, zlib.error) as exc:
         raise DataprepError(f"{path}: truncated or damaged gzip file ({_first_line(exc)}); download or compress it again") from None
     except gzip.BadGzipFile:
         raise DataprepError(f"{path}: not a gzip file despite its .gz name") from None
     except (pa.ArrowInvalid, OSError) as exc:
         raise DataprepError(f"{path}: cannot be read as {_kind(name)} ({_first_line(exc)})") from None
-    if table.num_rows == 0:
-        raise DataprepError(f"{path}: empty file (no rows); remove it or add rows")
-    _check_string_columns(path, table, string_fields)
-    return table
+    counter.finish()
+
+
+class _Counter:
+    """File-level verdicts that need every row: empty file, a text field wrong in every row."""
+
+    def __init__(self, path: Path, string_fields: tuple[str, ...]):
+        self.path, self.rows, self.wrong = path, 0, {f: 0 for f in string_fields}
+
+    def add(self, table: pa.Table) -> None:
+        self.rows += table.num_rows
+        if INVALID in table.column_names:
+            for field, n in _wrong_counts(table).items():
+                self.wrong[field] += n
+
+    def finish(self) -> None:
+        if self.rows == 0:
+            raise DataprepError(f"{self.path}: empty file (no rows); remove it or add rows")
+        for field, n in self.wrong.items():
+            if n == self.rows:
+                raise DataprepError(f"{self.path}: column '{field}' is not text in any row; check the column mapping")
+
+
+def _wrong_counts(table: pa.Table) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for mark in table.column(INVALID).drop_null().to_pylist():
+        field = mark.split(":", 1)[1]
+        counts[field] = counts.get(field, 0) + 1
+    return counts
+
+
+def _check_types(path: Path, table: pa.Table, string_fields: tuple[str, ...]) -> None:
+    """Columnar formats carry one type per column: a text column of another type is fatal."""
+    for name in string_fields:
+        if name in table.column_names and not _is_text(table.column(name).type):
+            raise DataprepError(f"{path}: column '{name}' is not text in any row ({table.column(name).type}); check the column mapping")
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind)
 
 
 def _kind(name: str) -> str:
@@ -77,15 +130,22 @@ def _starts_with_bracket(path: Path) -> bool:
     return head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"[")
 
 
-def _read_json_lines(path: Path, string_fields: tuple[str, ...], strict: bool) -> pa.Table:
-    stream = pa.input_stream(str(path), compression="gzip" if path.name.endswith(".gz") else None)
+def _json_lines_tables(path: Path, string_fields: tuple[str, ...], strict: bool) -> Iterator[pa.Table]:
+    delivered = 0
     try:
-        # Large blocks so that one long record never straddles a block boundary.
-        table = pajson.read_json(stream, read_options=pajson.ReadOptions(block_size=64 << 20))
-        table.validate(full=True)  # pyarrow's JSON reader lets invalid UTF-8 through
-        return table
-    except (pa.ArrowInvalid, OSError):  # let the Python pass say exactly what is wrong, and where
-        return _from_rows(path, _json_lines(path), string_fields, strict)
+        stream = pa.input_stream(str(path), compression="gzip" if path.name.endswith(".gz") else None)
+        reader = pajson.open_json(stream, read_options=pajson.ReadOptions(block_size=JSON_BLOCK))
+        for batch in reader:
+            table = pa.Table.from_batches([batch])
+            table.validate(full=True)  # pyarrow's JSON reader lets invalid UTF-8 through
+            if any(not _is_text(table.column(f).type) for f in string_fields if f in table.column_names):
+                raise pa.ArrowInvalid("a text field holds other values")
+            yield table
+            delivered += table.num_rows
+        return
+    except (pa.ArrowInvalid, OSError):
+        pass  # the Python pass below says exactly what is wrong, and where
+    yield from _batched(path, islice(_json_lines(path), delivered, None), string_fields, strict)
 
 
 def _json_lines(path: Path) -> Iterator[tuple[str, object]]:
@@ -119,11 +179,17 @@ def _json_array(path: Path) -> Iterator[tuple[str, object]]:
         yield f"{path}: element {index}", row
 
 
-def _from_rows(path: Path, rows: Iterable[tuple[str, object]], string_fields: tuple[str, ...], strict: bool) -> pa.Table:
-    """Build a table row by row: non-string text values become null plus an INVALID mark."""
+def _batched(path: Path, rows: Iterable[tuple[str, object]], string_fields: tuple[str, ...], strict: bool) -> Iterator[pa.Table]:
+    rows = iter(rows)
+    first_kind: dict[str, tuple[str, str]] = {}
+    while chunk := list(islice(rows, BATCH_ROWS)):
+        yield _from_rows(chunk, string_fields, strict, first_kind)
+
+
+def _from_rows(rows: list[tuple[str, object]], string_fields: tuple[str, ...], strict: bool, first_kind: dict) -> pa.Table:
+    """Build a table from parsed rows: a non-string text value becomes null plus an INVALID mark."""
     columns: dict[str, list] = {}
     invalid: list[str | None] = []
-    first_kind: dict[str, tuple[str, str]] = {}
     for count, (where, obj) in enumerate(rows):
         if not isinstance(obj, dict):
             raise DataprepError(f"{where}: expected a JSON object, got {type(obj).__name__}")
@@ -135,7 +201,7 @@ def _from_rows(path: Path, rows: Iterable[tuple[str, object]], string_fields: tu
             if value is not None and key in string_fields and not isinstance(value, str):
                 if strict:
                     raise DataprepError(f"{where}: field '{key}' is {type(value).__name__}, expected a string (--strict)")
-                value, mark = None, "wrong_type"
+                value, mark = None, f"wrong_type:{key}"
             elif value is not None and key not in string_fields:
                 kind = type(value).__name__
                 seen = first_kind.setdefault(key, (kind, where))
@@ -144,16 +210,4 @@ def _from_rows(path: Path, rows: Iterable[tuple[str, object]], string_fields: tu
             values.append(value)
         invalid.append(mark)
     table = pa.table({key: pa.array(values, pa.string() if key in string_fields else None) for key, values in columns.items()})
-    if any(invalid):
-        table = table.append_column(INVALID, pa.array(invalid, pa.string()))
-    return table
-
-
-def _check_string_columns(path: Path, table: pa.Table, string_fields: tuple[str, ...]) -> None:
-    """A text column of another type in every row is a file-level error, not a row-level one."""
-    for name in string_fields:
-        if name not in table.column_names:
-            continue
-        kind = table.column(name).type
-        if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind)):
-            raise DataprepError(f"{path}: column '{name}' is {kind} in every row, expected text; check the column mapping")
+    return table.append_column(INVALID, pa.array(invalid, pa.string()))

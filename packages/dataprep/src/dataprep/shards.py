@@ -26,30 +26,99 @@ def shard_name(side: str, index: int, count: int) -> str:
     return f"{side}-{index:05d}-of-{count:05d}.arrow"
 
 
-def plan_shards(token_counts: list[int], max_bytes: int) -> list[tuple[int, int]]:
-    """Row ranges [start, stop) so that each shard holds at most ~max_bytes of int32 tokens.
-    Depends only on the data, so the same rows always give the same shard boundaries."""
-    ranges, start, size = [], 0, 0
-    for row, n in enumerate(token_counts):
-        if size and size + 4 * n > max_bytes:
-            ranges.append((start, row))
-            start, size = row, 0
-        size += 4 * n
-    ranges.append((start, len(token_counts)))
-    return ranges
+class _Rebatcher:
+    """Regroups rows into batches of exactly ROWS_PER_BATCH, so the bytes written depend only on the
+    rows, never on how the caller chunked them."""
+
+    def __init__(self):
+        self.pending: list[pa.Table] = []
+        self.rows = 0
+
+    def push(self, table: pa.Table) -> list[pa.Table]:
+        self.pending.append(table)
+        self.rows += table.num_rows
+        if self.rows < ROWS_PER_BATCH:
+            return []
+        rows = pa.concat_tables(self.pending).combine_chunks()
+        full = (rows.num_rows // ROWS_PER_BATCH) * ROWS_PER_BATCH
+        self.pending, self.rows = [rows.slice(full)], rows.num_rows - full
+        return [rows.slice(start, ROWS_PER_BATCH) for start in range(0, full, ROWS_PER_BATCH)]
+
+    def flush(self) -> list[pa.Table]:
+        pending, rows = self.pending, self.rows
+        self.pending, self.rows = [], 0
+        return [pa.concat_tables(pending).combine_chunks()] if rows else []
 
 
-def write_arrow(path: Path, table: pa.Table, metadata: dict | None = None) -> None:
-    """Write `table` as an Arrow IPC file through a temporary name, so a killed run never leaves a
-    partial file under the final name. `metadata` (shards only) goes into the schema."""
-    schema = table.schema
-    if metadata is not None:
-        schema = schema.with_metadata({METADATA_KEY: json.dumps(metadata, sort_keys=True).encode()})
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
-        for batch in table.combine_chunks().to_batches(max_chunksize=ROWS_PER_BATCH):
-            writer.write_batch(batch)
-    os.replace(tmp, path)
+class ShardWriter:
+    """Streams rows into `directory/side-NNNNN-of-NNNNN.arrow` shards.
+
+    Rows are regrouped into record batches of exactly ROWS_PER_BATCH (the last may be shorter) and a
+    shard is closed once it reaches `max_bytes`, so the files depend only on the rows. Shards are
+    written under temporary names and renamed at `close`, when their count is known."""
+
+    def __init__(self, directory: Path, side: str, schema: pa.Schema, metadata: dict, max_bytes: int):
+        self.directory, self.side, self.schema, self.metadata, self.max_bytes = directory, side, schema, metadata, max_bytes
+        self.batches = _Rebatcher()
+        self.paths: list[Path] = []
+        self.sink = self.writer = None
+
+    def write(self, table: pa.Table) -> None:
+        for batch in self.batches.push(table):
+            self._emit(batch)
+
+    def _emit(self, rows: pa.Table) -> None:
+        if self.writer is None:
+            path = self.directory / f".{self.side}-{len(self.paths):05d}.tmp"
+            meta = json.dumps({**self.metadata, "shard": len(self.paths)}, sort_keys=True).encode()
+            self.sink = pa.OSFile(str(path), "wb")
+            self.writer = pa.ipc.new_file(self.sink, self.schema.with_metadata({METADATA_KEY: meta}))
+            self.paths.append(path)
+        for batch in rows.to_batches():
+            self.writer.write_batch(batch)
+        if self.sink.tell() >= self.max_bytes:
+            self._close_shard()
+
+    def _close_shard(self) -> None:
+        self.writer.close()
+        self.sink.close()
+        self.writer = self.sink = None
+
+    def close(self) -> list[Path]:
+        """Flush, close and rename; returns the final shard paths."""
+        for batch in self.batches.flush():
+            self._emit(batch)
+        if self.writer is not None:
+            self._close_shard()
+        final = []
+        for index, tmp in enumerate(self.paths):
+            path = self.directory / shard_name(self.side, index, len(self.paths))
+            os.replace(tmp, path)
+            final.append(path)
+        return final
+
+
+class ArrowFile:
+    """An Arrow IPC file written batch by batch under a temporary name and renamed on `close`, so a
+    killed run never leaves a partial file under the final name."""
+
+    def __init__(self, path: Path, schema: pa.Schema):
+        self.path, self.tmp = path, path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        self.sink = pa.OSFile(str(self.tmp), "wb")
+        self.writer = pa.ipc.new_file(self.sink, schema)
+        self.batches = _Rebatcher()
+
+    def write(self, table: pa.Table) -> None:
+        for batch in self.batches.push(table):
+            self.writer.write_table(batch)
+
+    def close(self) -> Path:
+        for batch in self.batches.flush():
+            self.writer.write_table(batch)
+        self.writer.close()
+        self.sink.close()
+        os.replace(self.tmp, self.path)
+        return self.path
 
 
 def open_shard(path: Path) -> pa.Table:

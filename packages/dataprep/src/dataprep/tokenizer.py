@@ -80,12 +80,14 @@ class Tokenizer:
         }
 
 
-def load_tokenizer(spec: str, eos_token: str | None = None) -> Tokenizer:
+def load_tokenizer(spec: str, eos_token: str | None = None, workers: int | None = None) -> Tokenizer:
+    """`workers` sets SentencePiece's encoding threads; HF `tokenizers` takes RAYON_NUM_THREADS from the
+    environment when it first encodes (the CLI sets it from --workers)."""
     path = Path(spec).expanduser()
     if path.is_file() and path.name.endswith(".json"):
         return _from_tokenizer_json(spec, path, eos_token)
     if path.is_file() and path.name.endswith(".model"):
-        return _from_sentencepiece(spec, path, eos_token)
+        return _from_sentencepiece(spec, path, eos_token, workers)
     if path.is_dir():
         return _from_hf_dir(spec, path, eos_token, revision=None)
     if path.exists() or spec.endswith((".json", ".model")) or spec.startswith((".", "/", "~")):
@@ -101,18 +103,21 @@ def load_tokenizer(spec: str, eos_token: str | None = None) -> Tokenizer:
 def _tokenizers_codec(tok) -> tuple[Callable, Callable, Callable]:
     """encode / encode_with_prefix / decode over a `tokenizers.Tokenizer`.
 
-    The prompt boundary comes from character offsets: the prompt is every leading token that is special
-    (BOS) or ends inside the prefix; a token straddling the boundary belongs to the response."""
+    The prompt boundary is found in token space: the first token that holds the response's first
+    character starts the response (`char_to_token`, computed in Rust), so a token straddling the
+    boundary belongs to the response and leading special tokens (BOS) to the prompt."""
+    fast = getattr(tok, "encode_batch_fast", tok.encode_batch)  # no offsets: for texts without a boundary
 
     def encode(texts: list[str]) -> list[list[int]]:
-        return [e.ids for e in tok.encode_batch(texts, add_special_tokens=True)]
+        return [e.ids for e in fast(texts, add_special_tokens=True)]
 
     def encode_with_prefix(prefixes: list[str], suffixes: list[str]) -> Encoded:
         encodings = tok.encode_batch([p + s for p, s in zip(prefixes, suffixes)], add_special_tokens=True)
         ids, prefix_lens = [], []
         for prefix, enc in zip(prefixes, encodings):
             ids.append(enc.ids)
-            prefix_lens.append(_prefix_tokens(len(prefix), enc.offsets, enc.special_tokens_mask))
+            first = enc.char_to_token(len(prefix))
+            prefix_lens.append(first if first is not None else _prefix_tokens(len(prefix), enc.offsets, enc.special_tokens_mask))
         return ids, prefix_lens
 
     def decode(ids: list[int]) -> str:
@@ -122,6 +127,7 @@ def _tokenizers_codec(tok) -> tuple[Callable, Callable, Callable]:
 
 
 def _prefix_tokens(prefix_end: int, offsets, special_mask) -> int:
+    """Leading tokens that are special or end inside the prefix (the offsets-based definition)."""
     count = 0
     for (_, end), special in zip(offsets, special_mask):
         if not special and end > prefix_end:
@@ -263,7 +269,7 @@ def _shared_prefix(a: list[int], b: list[int]) -> int:
 # -- SentencePiece (.model) -----------------------------------------------------------------------
 
 
-def _from_sentencepiece(spec: str, path: Path, eos_token: str | None) -> Tokenizer:
+def _from_sentencepiece(spec: str, path: Path, eos_token: str | None, workers: int | None) -> Tokenizer:
     import sentencepiece as spm
 
     try:
@@ -276,12 +282,13 @@ def _from_sentencepiece(spec: str, path: Path, eos_token: str | None) -> Tokeniz
     # Like LLaMA's tokenizer (which DeepSpeed-Chat uses for SentencePiece models): BOS first, when defined.
     bos = sp.bos_id() if sp.bos_id() >= 0 else None
     head = [bos] if bos is not None else []
+    threads = workers or os.cpu_count() or 1
 
     def encode(texts: list[str]) -> list[list[int]]:
-        return [head + ids for ids in sp.encode(texts, out_type=int)]
+        return [head + ids for ids in sp.encode(texts, out_type=int, num_threads=threads)]
 
     def encode_with_prefix(prefixes: list[str], suffixes: list[str]) -> Encoded:
-        mapped = sp.encode([p + s for p, s in zip(prefixes, suffixes)], return_type="offset_mapping")
+        mapped = sp.encode([p + s for p, s in zip(prefixes, suffixes)], return_type="offset_mapping", num_threads=threads)
         ids, prefix_lens = [], []
         for prefix, m in zip(prefixes, mapped):  # offsets are character offsets into the input
             ids.append(head + m["ids"])

@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 
 from dataprep import manifest as mf, shards
 from dataprep.errors import DataprepError
-from dataprep.phases import phase_schema
+from dataprep.phases import phase_schema, token_type
 
 PHASE_DIRS = ("phase1", "phase2", "phase3")
 
@@ -29,7 +29,7 @@ def check_shard(out: Path, record: dict, phase: int, side: str, manifest: dict) 
     if size != record["bytes"]:
         raise DataprepError(f"{path}: {size} bytes but {mf.NAME} says {record['bytes']} (truncated or rewritten); rerun dataprep prepare")
     table = shards.open_shard(path)
-    if not table.schema.equals(phase_schema(phase)):
+    if not table.schema.equals(phase_schema(phase, token_type(manifest["tokenizer"]["vocab_size"]))):
         raise DataprepError(f"{path}: columns {table.schema.names} do not match the phase {phase} schema")
     meta = shards.shard_metadata(table, path)
     expected = {"phase": phase, "side": side, "tokenizer_fingerprint": manifest["tokenizer"]["fingerprint"], "eos_id": manifest["tokenizer"]["eos_id"]}

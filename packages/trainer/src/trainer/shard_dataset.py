@@ -69,7 +69,7 @@ class ShardDataset:
 
 
 def _list_views(column: pa.ListArray) -> tuple[np.ndarray, np.ndarray]:
-    """(offsets, values) of a list<int32> array as numpy views of its Arrow buffers."""
+    """(offsets, values) of a list<uint16|int32> array as numpy views of its Arrow buffers."""
     offsets = np.frombuffer(column.buffers()[1], dtype=np.int32)[column.offset : column.offset + len(column) + 1]
-    values = np.frombuffer(column.values.buffers()[1], dtype=np.int32)
+    values = np.frombuffer(column.values.buffers()[1], dtype=column.type.value_type.to_pandas_dtype())
     return offsets, values

@@ -10,7 +10,7 @@ import difflib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -77,33 +77,37 @@ def resolve(spec: str, data_dir: Path | None = None, revision: str | None = None
     raise DataprepError(f"--data {spec}: {kind}; {hint}registered names: {', '.join(names)}")
 
 
-def read_canonical(dataset: Dataset, file: InputFile, strict: bool = False) -> tuple[pa.Table, str]:
-    """Read one file and convert it to the CANONICAL schema; returns (table, adapter name).
+def iter_canonical(dataset: Dataset, file: InputFile, strict: bool = False) -> Iterator[tuple[pa.Table, str]]:
+    """Stream one file as CANONICAL tables; yields (table, adapter name).
 
     A row whose text field is null or not a string is dropped as `missing_field` / `wrong_type`;
-    with `strict` it is an error naming the row and field instead."""
+    with `strict` it is an error naming the row and field instead. The adapter is chosen from the
+    first batch's columns (a `prompt` column means DeepSpeed-Chat's jsonfile layout)."""
     from dataprep.sources import hh, local
 
-    table = readers.read_table(file.path, string_fields=("prompt", "chosen", "rejected"), strict=strict)
-    columns = set(table.column_names)
-    adapter = dataset.adapter or ("jsonfile" if "prompt" in columns else hh.NAME)
-    if adapter == hh.NAME:
-        required = ("chosen", "rejected")
-        _require(file, columns, set(required), "HH-style rows need 'chosen' and 'rejected' dialogues")
-        canonical = hh.normalize(table)
-    else:
-        required = ("prompt", "chosen")
-        _require(file, columns, set(required), "prompt/chosen/rejected rows need at least 'prompt' and 'chosen'")
-        canonical = local.normalize_jsonfile(table)
-    if readers.INVALID in columns:
-        reasons = pc.coalesce(table.column(readers.INVALID), canonical.column("drop_reason"))
-        canonical = canonical.set_column(canonical.schema.get_field_index("drop_reason"), "drop_reason", reasons)
-    if strict:
-        missing = pc.index(canonical.column("drop_reason"), "missing_field").as_py()
-        if missing >= 0:
-            field = next(f for f in required if table.column(f)[missing].as_py() is None)
-            raise DataprepError(f"{file.path}: row {missing}: field '{field}' is missing or null (--strict)")
-    return canonical, adapter
+    adapter, required, row = dataset.adapter, (), 0
+    for table in readers.iter_tables(file.path, string_fields=("prompt", "chosen", "rejected"), strict=strict):
+        columns = set(table.column_names)
+        if row == 0:
+            adapter = adapter or ("jsonfile" if "prompt" in columns else hh.NAME)
+            required = ("chosen", "rejected") if adapter == hh.NAME else ("prompt", "chosen")
+            why = "HH-style rows need 'chosen' and 'rejected' dialogues" if adapter == hh.NAME else "prompt/chosen/rejected rows need at least 'prompt' and 'chosen'"
+            _require(file, columns - {readers.INVALID}, set(required), why)
+        for name in required:
+            if name not in columns:  # absent from this batch only: every row here misses it
+                table = table.append_column(name, pa.nulls(table.num_rows, pa.string()))
+        canonical = hh.normalize(table) if adapter == hh.NAME else local.normalize_jsonfile(table)
+        if readers.INVALID in columns:
+            wrong = pc.if_else(pc.is_null(table.column(readers.INVALID)), pa.scalar(None, pa.string()), "wrong_type")
+            reasons = pc.coalesce(wrong, canonical.column("drop_reason"))
+            canonical = canonical.set_column(canonical.schema.get_field_index("drop_reason"), "drop_reason", reasons)
+        if strict:
+            missing = pc.index(canonical.column("drop_reason"), "missing_field").as_py()
+            if missing >= 0:
+                field = next(f for f in required if table.column(f)[missing].as_py() is None)
+                raise DataprepError(f"{file.path}: row {row + missing}: field '{field}' is missing or null (--strict)")
+        row += table.num_rows
+        yield canonical, adapter
 
 
 def _require(file: InputFile, columns: set[str], needed: set[str], why: str) -> None:
