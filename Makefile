@@ -21,12 +21,15 @@ DATA_DIR ?=
 PREPARE_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: prepare test inspect clean help
+BENCH_ARGS ?=
+
+.PHONY: prepare test inspect bench clean help
 
 help:
 	@echo "make prepare [DATA=hh|PATH] [SPLIT=2,4,4] [SEED=1234] [TOKENIZER=...] [DATA_DIR=...] [OUT=...]"
 	@echo "make test     install everything (torch first) and run the test-suite"
 	@echo "make inspect  describe the first phase-1 shard of OUT"
+	@echo "make bench    dataprep vs DeepSpeed-Chat-style, HF datasets and the tokenizer ceiling (needs ../shared)"
 
 $(VENV)/.dataprep: requirements/dataprep.txt packages/dataprep/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -56,6 +59,13 @@ inspect: $(VENV)/.dataprep
 test: $(VENV)/.test
 	HF_HUB_OFFLINE=1 $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: no tests were collected" >&2; exit 1; fi; exit $$rc
+
+$(VENV)/.bench: $(VENV)/.test requirements/bench.txt
+	$(PIP) install -q -r requirements/bench.txt
+	@touch $@
+
+bench: $(VENV)/.bench
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf out .pytest_cache

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -54,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-seq-len", type=int, default=512, help="phases 1-2: keep the first N tokens (default: %(default)s)")
     p.add_argument("--max-prompt-len", type=int, default=256, help="phase 3: drop prompts longer than N tokens (default: %(default)s)")
     p.add_argument("--shard-size-mb", type=int, default=256, help="upper bound on token bytes per shard (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=0, metavar="N",
+                   help="tokenizer threads (default: all cores); the output is byte-identical whatever N is")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory")
     p.add_argument("--strict", action="store_true", help="a row with a missing or non-string text field is an error, not a counted drop")
     p.add_argument("--force", action="store_true", help="rebuild even if DIR is up to date")
@@ -93,6 +96,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _prepare(args: argparse.Namespace) -> int:
+    if args.workers < 0:
+        raise DataprepError(f"--workers {args.workers}: must be 0 (all cores) or more")
+    if args.workers:
+        # Read by the `tokenizers` Rust thread pool when it starts, i.e. before the first encode.
+        os.environ["RAYON_NUM_THREADS"] = str(args.workers)
     from dataprep import report
     from dataprep.prepare import PrepareOptions, prepare
 
@@ -108,6 +116,7 @@ def _prepare(args: argparse.Namespace) -> int:
         revision=args.revision,
         eos_token=args.eos_token,
         shard_bytes=args.shard_size_mb << 20,
+        workers=args.workers or None,
         strict=args.strict,
         force=args.force,
         progress=not (args.quiet or args.json),

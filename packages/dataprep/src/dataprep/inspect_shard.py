@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from dataprep import report, shards
 from dataprep.errors import DataprepError
 from dataprep.tokenizer import load_tokenizer
-from dataprep.phases import TOKEN_COLUMNS, length_stats, phase_schema
+from dataprep.phases import TOKEN_COLUMNS, length_stats, phase_schema, token_lengths
 from dataprep.verify import check_shard, find_listing
 
 
@@ -37,7 +36,7 @@ def inspect(path: Path, rows: int = 3) -> dict:
             table.validate(full=True)
         except pa.ArrowInvalid as exc:
             raise DataprepError(f"{path}: corrupt shard ({str(exc).splitlines()[0]})") from None
-    lengths = {col: pc.list_value_length(table.column(col)).to_numpy(zero_copy_only=False) for col in TOKEN_COLUMNS[phase]}
+    lengths = {col: token_lengths(table.column(col)) for col in TOKEN_COLUMNS[phase]}
     info = {
         "path": str(path),
         "phase": phase,
@@ -63,10 +62,10 @@ def _row(table: pa.Table, i: int, phase: int, decoder) -> dict:
     if "prompt_len" in table.column_names:
         row["prompt_len"] = table.column("prompt_len")[i].as_py()
     for col in TOKEN_COLUMNS[phase]:
-        ids = table.column(col)[i].values.to_numpy()
-        row[col] = {"length": int(ids.size), "head": ids[:16].tolist()}
+        ids = table.column(col)[i].as_py()
+        row[col] = {"length": len(ids), "head": ids[:16]}
         if decoder is not None:
-            row[col]["text"] = decoder(ids.tolist())
+            row[col]["text"] = decoder(ids)
     return row
 
 

@@ -21,6 +21,7 @@ from itertools import chain
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from dataprep.tokenizer import Tokenizer
 
@@ -119,8 +120,20 @@ def _token_array(rows: list[list[int]], ids: pa.DataType) -> pa.Array:
     lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
     offsets = np.zeros(len(rows) + 1, dtype=np.int32)
     np.cumsum(lengths, out=offsets[1:])
-    values = np.fromiter(chain.from_iterable(rows), dtype=ids.to_pandas_dtype(), count=int(offsets[-1]))
+    values = np.fromiter(chain.from_iterable(rows), dtype=np.dtype(str(ids)), count=int(offsets[-1]))
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, type=ids))
+
+
+def numpy_view(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A fixed-width Arrow array without nulls as numpy (a view when it has one chunk). Arrow's own
+    to_numpy imports pandas, which costs a noticeable fraction of a small run."""
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    return np.frombuffer(array.buffers()[1], dtype=np.dtype(str(array.type)))[array.offset : array.offset + len(array)]
+
+
+def token_lengths(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    return numpy_view(pc.list_value_length(column))
 
 
 def length_stats(lengths: np.ndarray) -> dict:

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from dataprep import shards
 from dataprep.errors import DataprepError
-from dataprep.phases import PHASES
+from dataprep.phases import PHASES, numpy_view
 from dataprep.sources import CANONICAL, SIDES, Dataset, iter_canonical
 from dataprep.split import CARVE_SPLIT, split_indices
 
@@ -34,26 +34,33 @@ DROPPED_SCHEMA = pa.schema(
 
 @dataclass
 class Pool:
+    """One dataset's rows in a staging file (file order) and its DeepSpeed-Chat split."""
+
     name: str
-    table: pa.Table  # every row of every file, memory-mapped, in file order
+    path: Path
     parts: dict[str, list[np.ndarray]]  # side -> phase 1, 2, 3 row positions, in DeepSpeed-Chat order
     side_of: np.ndarray  # int8 per row: SIDE_CODE after the carve
     phase_of: np.ndarray  # int8 per row: the phase its split part feeds
 
+    def take(self, index: np.ndarray) -> pa.Table:
+        """Copies of the rows at `index`. The file is mapped for the call only: pages read through a
+        long-lived map would count in the process's memory until the end of the run."""
+        return _mapped(self.path).take(index)
+
     def normalized_batches(self):
         """Kept rows with their side and phase: the normalized/ table, batch by batch."""
-        for start in range(0, self.table.num_rows, shards.ROWS_PER_BATCH):
+        for start in range(0, len(self.side_of), shards.ROWS_PER_BATCH):
             rows = self._annotated(start, shards.ROWS_PER_BATCH)
             yield rows.filter(pc.is_null(rows.column("drop_reason"))).drop_columns(["drop_reason"])
 
     def parse_drops(self):
         """Rows dropped while parsing, in the dropped/ layout."""
-        for start in range(0, self.table.num_rows, shards.ROWS_PER_BATCH):
+        for start in range(0, len(self.side_of), shards.ROWS_PER_BATCH):
             rows = self._annotated(start, shards.ROWS_PER_BATCH)
             yield dropped_rows(rows.filter(pc.is_valid(rows.column("drop_reason"))))
 
     def _annotated(self, start: int, length: int) -> pa.Table:
-        rows = self.table.slice(start, length).drop_columns(["file_side"])
+        rows = self.take(np.arange(start, min(start + length, len(self.side_of)))).drop_columns(["file_side"])
         sides = np.asarray(SIDES)[self.side_of[start : start + rows.num_rows]]
         rows = rows.append_column("side", pa.array(sides, pa.string()))
         return rows.append_column("phase", pa.array(self.phase_of[start : start + rows.num_rows]))
@@ -65,11 +72,15 @@ def dropped_rows(rows: pa.Table, reasons: list[str] | None = None) -> pa.Table:
     return pa.table({**columns, "reason": reason}).select(DROPPED_SCHEMA.names).cast(DROPPED_SCHEMA)
 
 
+def _mapped(path: Path) -> pa.Table:
+    return pa.ipc.open_file(pa.memory_map(str(path))).read_all()
+
+
 def build_pool(dataset: Dataset, described: dict, wanted: list[int], staging: Path, opts) -> Pool:
     path = _write_pool(dataset, described, staging, opts)
-    table = pa.ipc.open_file(pa.memory_map(str(path))).read_all()
-    file_side = table.column("file_side").to_numpy(zero_copy_only=False)
-    by_side = {s: np.flatnonzero(file_side == s) for s in SIDES}
+    file_side = _mapped(path).column("file_side")
+    size = len(file_side)
+    by_side = {s: numpy_view(pc.indices_nonzero(pc.equal(file_side, s))).astype(np.int64) for s in SIDES}
     by_side = {s: ix for s, ix in by_side.items() if len(ix)}
     described["rows"] = {s: len(ix) for s, ix in by_side.items()}
     if len(by_side) == 1:
@@ -83,15 +94,15 @@ def build_pool(dataset: Dataset, described: dict, wanted: list[int], staging: Pa
             )
         described["carve"] = {"from": only, "split": CARVE_SPLIT, "train": len(train), "eval": len(evals)}
         by_side = {"train": ix[train], "eval": ix[evals]}
-    side_of = np.zeros(table.num_rows, dtype=np.int8)
-    phase_of = np.zeros(table.num_rows, dtype=np.int8)
+    side_of = np.zeros(size, dtype=np.int8)
+    phase_of = np.zeros(size, dtype=np.int8)
     parts = {}
     for side, ix in by_side.items():
         side_of[ix] = SIDE_CODE[side]
         parts[side] = [ix[p] for p in _split_side(dataset.name, side, len(ix), wanted, described, opts)]
         for phase, rows in zip(PHASES, parts[side]):
             phase_of[rows] = phase
-    return Pool(dataset.name, table, parts, side_of, phase_of)
+    return Pool(dataset.name, path, parts, side_of, phase_of)
 
 
 def _write_pool(dataset: Dataset, described: dict, staging: Path, opts) -> Path:

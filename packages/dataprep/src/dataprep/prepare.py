@@ -18,6 +18,8 @@ without a manifest (or with an old one) is never mistaken for a finished build.
 from __future__ import annotations
 
 import datetime as dt
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 import errno
 import shutil
 import sys
@@ -34,7 +36,7 @@ from tqdm import tqdm
 
 from dataprep import FORMAT_VERSION, __version__, faults, locking, manifest as mf, shards
 from dataprep.errors import DataprepError
-from dataprep.phases import PHASES, TOKEN_COLUMNS, encode_phase, length_stats, phase_schema, token_type
+from dataprep.phases import PHASES, TOKEN_COLUMNS, encode_phase, length_stats, phase_schema, token_lengths, token_type
 from dataprep.pool import DROPPED_SCHEMA, POOL_SCHEMA, Pool, build_pool, count_reasons, dropped_rows
 from dataprep.sources import SIDES, Dataset, resolve
 from dataprep.split import parse_split, shuffle_index
@@ -57,6 +59,7 @@ class PrepareOptions:
     revision: str | None = None
     eos_token: str | None = None
     shard_bytes: int = shards.DEFAULT_SHARD_BYTES
+    workers: int | None = None  # tokenizer threads; None = all cores
     strict: bool = False
     force: bool = False
     progress: bool = True
@@ -87,7 +90,7 @@ def prepare(opts: PrepareOptions, log: Callable[[str], None] = lambda msg: print
     wanted = [p for p, w in zip(PHASES, weights) if w > 0]
 
     datasets = _resolve_all(opts)
-    tokenizer = load_tokenizer(opts.tokenizer, eos_token=opts.eos_token)
+    tokenizer = load_tokenizer(opts.tokenizer, eos_token=opts.eos_token, workers=opts.workers)
     inputs = [mf.describe_inputs(d) for d in datasets]
     key = mf.cache_key(inputs, tokenizer, opts.key_fields())
     if not opts.force and mf.is_complete(opts.out, key):
@@ -208,24 +211,28 @@ def _build_phase(phase: int, side: str, pools: list[Pool], dropped: list, tokeni
         counts: dict[str, int] = {}
         kept = 0
         part = shards.ArrowFile(staging / f".blend-{phase}-{side}-{pool.name}.arrow", phase_schema(phase, ids)) if blend else None
-        for start in range(0, len(index), ENCODE_CHUNK):
-            rows = pool.table.take(index[start : start + ENCODE_CHUNK])
-            _add(counts, count_reasons(rows.column("drop_reason")))
+        def encode(chunk: np.ndarray, pool=pool):
+            rows = pool.take(chunk)
+            reasons = count_reasons(rows.column("drop_reason"))
             rows = rows.filter(pc.is_null(rows.column("drop_reason")))
-            enc = encode_phase(phase, tokenizer, rows, opts.max_seq_len, opts.max_prompt_len)
+            return len(chunk), reasons, rows, encode_phase(phase, tokenizer, rows, opts.max_seq_len, opts.max_prompt_len)
+
+        chunks = (index[start : start + ENCODE_CHUNK] for start in range(0, len(index), ENCODE_CHUNK))
+        for n, reasons, rows, enc in _in_order(encode, chunks):
+            _add(counts, reasons)
             if enc.dropped:
-                positions, reasons = zip(*enc.dropped.items())
+                positions, why = zip(*enc.dropped.items())
                 annotated = rows.take(list(positions))
                 annotated = annotated.append_column("side", pa.array([side] * len(positions), pa.string()))
                 annotated = annotated.append_column("phase", pa.array([phase] * len(positions), pa.int8()))
-                drops.write(dropped_rows(annotated, list(reasons)))
-                _add(counts, {r: list(reasons).count(r) for r in set(reasons)})
+                drops.write(dropped_rows(annotated, list(why)))
+                _add(counts, {r: why.count(r) for r in set(why)})
             for column in lengths:
-                lengths[column].append(pc.list_value_length(enc.table.column(column)).to_numpy(zero_copy_only=False))
+                lengths[column].append(token_lengths(enc.table.column(column)))
             (part.write if blend else writer.write)(enc.table)
             truncated += enc.truncated
             kept += enc.table.num_rows
-            bar.update(len(index[start : start + ENCODE_CHUNK]))
+            bar.update(n)
         by_dataset[pool.name] = {"rows_in": len(index), "kept": kept, "dropped": dict(sorted(counts.items()))}
         if blend:
             parts.append(part.close())
@@ -259,6 +266,20 @@ def _build_phase(phase: int, side: str, pools: list[Pool], dropped: list, tokeni
         "tokens": {c: length_stats(np.concatenate(v)) for c, v in lengths.items()},
         "shards": [_file_record(staging, p) for p in paths],
     }
+
+
+def _in_order(fn, items, depth: int = 2):
+    """fn over items on `depth` threads, results in input order, at most `depth` in flight. The
+    tokenizer releases the GIL, so one chunk's Rust encoding overlaps the next chunk's Python work;
+    results are consumed in order, so the output does not depend on the timing."""
+    with ThreadPoolExecutor(depth) as pool:
+        pending = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= depth:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def _file_record(root: Path, path: Path) -> dict:

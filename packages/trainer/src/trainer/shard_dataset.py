@@ -40,13 +40,13 @@ class ShardDataset:
         self._scalars: dict[str, list[np.ndarray]] = {}
         starts = [0]
         for record in info["shards"]:
-            table = check_shard(out, record, phase, side, manifest)
+            table = check_shard(out, record, phase, side, manifest, full=False)
             for batch in table.to_batches():
                 for name in self._tokens:
                     self._tokens[name].append(_list_views(batch.column(name)))
                 for name in ("row_id", "prompt_len"):
                     if name in batch.schema.names:
-                        self._scalars.setdefault(name, []).append(batch.column(name).to_numpy(zero_copy_only=True))
+                        self._scalars.setdefault(name, []).append(_fixed_view(batch.column(name)))
                 starts.append(starts[-1] + batch.num_rows)
         self._starts = np.asarray(starts, dtype=np.int64)
 
@@ -54,22 +54,37 @@ class ShardDataset:
         return int(self._starts[-1])
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray | int]:
-        if not -len(self) <= index < len(self):
-            raise IndexError(index)
-        index %= len(self)
-        batch = int(np.searchsorted(self._starts, index, side="right")) - 1
-        local = index - int(self._starts[batch])
-        row: dict[str, np.ndarray | int] = {}
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: list[int]) -> list[dict[str, np.ndarray | int]]:
+        """Rows at `indices` (what torch's DataLoader asks for a whole batch at once): the batch and
+        offset lookups are vectorised; each token row is a view into the mapped file."""
+        n = len(self)
+        index = np.asarray(indices, dtype=np.int64)
+        if index.size and (index.min() < -n or index.max() >= n):
+            bad = next(i for i in indices if not -n <= i < n)
+            raise IndexError(f"index {bad} out of range for {n} rows")
+        index %= max(n, 1)
+        batches = np.searchsorted(self._starts, index, side="right") - 1
+        local = index - self._starts[batches]
+        rows: list[dict] = [{} for _ in indices]
         for name, views in self._tokens.items():
-            offsets, values = views[batch]
-            row[name] = values[offsets[local] : offsets[local + 1]]
+            for row, b, i in zip(rows, batches.tolist(), local.tolist()):
+                offsets, values = views[b]
+                row[name] = values[offsets[i] : offsets[i + 1]]
         for name, arrays in self._scalars.items():
-            row[name] = int(arrays[batch][local])
-        return row
+            for row, b, i in zip(rows, batches.tolist(), local.tolist()):
+                row[name] = int(arrays[b][i])
+        return rows
+
+
+def _fixed_view(column: pa.Array) -> np.ndarray:
+    """A fixed-width column (no nulls) as a numpy view of its Arrow buffer."""
+    return np.frombuffer(column.buffers()[1], dtype=np.dtype(str(column.type)))[column.offset : column.offset + len(column)]
 
 
 def _list_views(column: pa.ListArray) -> tuple[np.ndarray, np.ndarray]:
     """(offsets, values) of a list<uint16|int32> array as numpy views of its Arrow buffers."""
     offsets = np.frombuffer(column.buffers()[1], dtype=np.int32)[column.offset : column.offset + len(column) + 1]
-    values = np.frombuffer(column.values.buffers()[1], dtype=column.type.value_type.to_pandas_dtype())
+    values = np.frombuffer(column.values.buffers()[1], dtype=np.dtype(str(column.type.value_type)))
     return offsets, values

@@ -1,0 +1,131 @@
+"""`make bench`: dataprep against a DeepSpeed-Chat-style pipeline, HF datasets and the tokenizer's own
+speed, measured in one run on the same input. Prints one table; ratios are against `ours` (2 workers).
+
+    python bench/run.py [--rows 100000] [--large 1000000] [--only ours,ceiling]
+
+The input is ../shared/data's two HH-RLHF files repeated with a copy number written into the first
+Human turn (so prompts stay distinct) up to --rows; --large repeats the measurement of `ours` and the
+ceiling at that size, to show how memory grows with the input. Each system runs in its own process;
+wall time includes its imports, peak RSS is that process's (largest process for num_proc runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SHARED = HERE.parents[0].parent / "shared" / "data" / "hh-rlhf"
+FILES = [SHARED / "helpful-online" / "test.jsonl.gz", SHARED / "helpful-rejection-sampled" / "test.jsonl.gz"]
+WORK = HERE / "work"
+
+# (label, system, workers, loader run after it)
+RUNS = [
+    ("ours, 1 worker", "ours", 1, None),
+    ("ours, 2 workers", "ours", 2, "ours-load"),
+    ("DeepSpeed-Chat style", "dschat", 1, "dschat-load"),
+    ("HF datasets, num_proc 1", "datasets", 1, None),
+    ("HF datasets, num_proc 2", "datasets", 2, "datasets-load"),
+    ("ceiling: encode_batch, 1 thread", "ceiling", 1, None),
+    ("ceiling: encode_batch, 2 threads", "ceiling", 2, None),
+]
+
+
+def make_input(rows: int) -> Path:
+    path = WORK / f"hh-{rows}.jsonl"
+    if path.exists():
+        return path
+    base = [json.loads(line) for f in FILES for line in gzip.open(f, "rt", encoding="utf-8")]
+    WORK.mkdir(exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", encoding="utf-8") as out:
+        for i in range(rows):
+            row, copy = base[i % len(base)], i // len(base)
+            mark = f"Human: [{copy}] " if copy else "Human: "
+            out.write(json.dumps({k: row[k].replace("Human: ", mark, 1) for k in ("chosen", "rejected")}) + "\n")
+    tmp.rename(path)
+    return path
+
+
+def measure(system: str, src: Path, out: Path, workers: int) -> dict:
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, str(HERE / "systems.py"), system, str(src), str(out), str(workers)], stdout=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    output = proc.stdout.read()
+    if status != 0:
+        raise SystemExit(f"bench: {system} failed (status {status})")
+    return {**json.loads(output.strip().splitlines()[-1]), "wall_s": wall, "rss_mb": usage.ru_maxrss / 1024}
+
+
+def disk_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def run(rows: int, only: set[str] | None, two_workers_only: bool = False) -> list[dict]:
+    src = make_input(rows)
+    results = []
+    for label, system, workers, loader in RUNS:
+        if (only and system not in only) or (two_workers_only and workers != 2):
+            continue
+        out = WORK / f"out-{system}-{workers}-{rows}"
+        shutil.rmtree(out, ignore_errors=True)
+        print(f"bench: {label} on {rows} rows ...", file=sys.stderr, flush=True)
+        result = {"label": label, "system": system, "rows": rows, **measure(system, src, out, workers)}
+        result["disk_bytes"] = disk_bytes(out) if out.exists() else 0
+        if loader:
+            loaded = measure(loader, src, out, workers)
+            result.update(open_s=loaded["open_s"], random_rows_per_s=loaded["random_rows_per_s"], load_wall_s=loaded["wall_s"], load_rss_mb=loaded["rss_mb"])
+        results.append(result)
+        shutil.rmtree(out, ignore_errors=True)
+    return results
+
+
+def render(results: list[dict]) -> str:
+    ref = {r["rows"]: r for r in results if r["label"] == "ours, 2 workers"}
+    header = ["system", "rows", "wall s", "rows/s", "tokens/s", "peak RSS MB", "disk MB", "open ms", "random rows/s", "wall / ours", "RSS / ours", "disk / ours"]
+    lines = []
+    for r in results:
+        base = ref.get(r["rows"])
+        ratio = lambda key: f"{r[key] / base[key]:.2f}x" if base and base.get(key) else "-"
+        lines.append([
+            r["label"], f"{r['rows']:,}", f"{r['wall_s']:.1f}", f"{r['rows'] / r['wall_s']:,.0f}", f"{r['tokens'] / r['wall_s']:,.0f}",
+            f"{r['rss_mb']:,.0f}", f"{r['disk_bytes'] / 1e6:,.1f}" if r["disk_bytes"] else "-",
+            f"{r['open_s'] * 1000:,.1f}" if "open_s" in r else "-", f"{r['random_rows_per_s']:,.0f}" if "random_rows_per_s" in r else "-",
+            ratio("wall_s"), ratio("rss_mb"), ratio("disk_bytes") if r["disk_bytes"] else "-",
+        ])
+        if "load_wall_s" in r:
+            lines.append([f"  {r['label']}: load back", "", f"{r['load_wall_s']:.1f}", "", "", f"{r['load_rss_mb']:,.0f}", "", "", "", "", "", ""])
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *lines)]
+    fmt = lambda row: "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+    return "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(row) for row in lines])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--large", type=int, default=0, help="also run ours and the ceiling at this size (e.g. 1000000)")
+    parser.add_argument("--only", help="comma-separated systems: ours,dschat,datasets,ceiling")
+    args = parser.parse_args()
+    missing = [f for f in FILES if not f.exists()]
+    if missing:
+        print(f"bench: skipped: needs ../shared/data (missing {missing[0]})", file=sys.stderr)
+        return 0
+    only = set(args.only.split(",")) if args.only else None
+    results = run(args.rows, only)
+    if args.large:
+        results += run(args.large, {"ours", "ceiling"} & (only or {"ours", "ceiling"}), two_workers_only=True)
+    print(render(results))
+    (WORK / "results.json").write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
