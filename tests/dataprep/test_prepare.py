@@ -190,3 +190,24 @@ def test_a_single_side_is_carved_9_1(tmp_path):
     manifest = prepare(_opts(tmp_path / "out", [str(src)])).manifest
     assert manifest["inputs"][0]["carve"] == {"from": "train", "split": "9,1", "train": 360, "eval": 40}
     assert manifest["inputs"][0]["split"] == {"train": [72, 144, 144], "eval": [8, 16, 16]}
+
+
+def test_large_vocabularies_keep_32_bit_ids(tmp_path):
+    """Ids above 65,535 must survive: vocabularies over 2**16 get int32 token columns."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    words = sorted({w for t in (SAMPLE / "train.jsonl").read_text().split() for w in [t]})
+    vocab = {f"<filler{i}>": i for i in range(70_000)}
+    vocab.update({w: 70_000 + i for i, w in enumerate(words)})
+    vocab["[UNK]"], vocab["<|endoftext|>"] = len(vocab), len(vocab) + 1
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.add_special_tokens(["<|endoftext|>"])
+    path = tmp_path / "tokenizer.json"
+    tok.save(str(path))
+    out = tmp_path / "out"
+    prepare(PrepareOptions(data=[str(SAMPLE)], out=out, tokenizer=str(path), progress=False))
+    table = _phase(out, 1, "train")
+    assert table.schema.field("input_ids").type == pa.list_(pa.int32())
+    ids = table.column("input_ids").combine_chunks().values
+    assert pa.compute.min(ids).as_py() >= 70_000 and pa.compute.max(ids).as_py() == len(vocab) - 1

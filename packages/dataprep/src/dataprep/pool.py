@@ -41,11 +41,26 @@ class Pool:
     parts: dict[str, list[np.ndarray]]  # side -> phase 1, 2, 3 row positions, in DeepSpeed-Chat order
     side_of: np.ndarray  # int8 per row: SIDE_CODE after the carve
     phase_of: np.ndarray  # int8 per row: the phase its split part feeds
+    batch_starts: np.ndarray  # first row of each record batch in the file, and the row count at the end
 
     def take(self, index: np.ndarray) -> pa.Table:
-        """Copies of the rows at `index`. The file is mapped for the call only: pages read through a
+        """Copies of the rows at `index`, in that order.
+
+        Rows are taken batch by batch (Arrow's take on a many-chunk table first concatenates every
+        chunk, i.e. copies the whole file). The file is mapped for the call only: pages read through a
         long-lived map would count in the process's memory until the end of the run."""
-        return _mapped(self.path).take(index)
+        index = np.asarray(index, dtype=np.int64)
+        reader = pa.ipc.open_file(pa.memory_map(str(self.path)))
+        batch = np.searchsorted(self.batch_starts, index, side="right") - 1
+        order = np.argsort(batch, kind="stable")
+        pieces = []
+        for b in np.unique(batch):
+            rows = index[batch == b] - self.batch_starts[b]
+            pieces.append(reader.get_batch(int(b)).take(pa.array(rows)))
+        taken = pa.Table.from_batches(pieces, schema=POOL_SCHEMA).combine_chunks()
+        restore = np.empty_like(order)
+        restore[order] = np.arange(len(order))
+        return taken.take(pa.array(restore))
 
     def normalized_batches(self):
         """Kept rows with their side and phase: the normalized/ table, batch by batch."""
@@ -72,15 +87,19 @@ def dropped_rows(rows: pa.Table, reasons: list[str] | None = None) -> pa.Table:
     return pa.table({**columns, "reason": reason}).select(DROPPED_SCHEMA.names).cast(DROPPED_SCHEMA)
 
 
-def _mapped(path: Path) -> pa.Table:
-    return pa.ipc.open_file(pa.memory_map(str(path))).read_all()
-
-
 def build_pool(dataset: Dataset, described: dict, wanted: list[int], staging: Path, opts) -> Pool:
     path = _write_pool(dataset, described, staging, opts)
-    file_side = _mapped(path).column("file_side")
-    size = len(file_side)
-    by_side = {s: numpy_view(pc.indices_nonzero(pc.equal(file_side, s))).astype(np.int64) for s in SIDES}
+    reader = pa.ipc.open_file(pa.memory_map(str(path)))
+    sizes = [reader.get_batch(i).num_rows for i in range(reader.num_record_batches)]
+    batch_starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    size = int(batch_starts[-1])
+    by_side = {s: [] for s in SIDES}
+    for i in range(reader.num_record_batches):  # one column, batch by batch: memory stays small
+        file_side = reader.get_batch(i).column("file_side")
+        for s in SIDES:
+            by_side[s].append(numpy_view(pc.indices_nonzero(pc.equal(file_side, s))).astype(np.int64) + batch_starts[i])
+    del reader
+    by_side = {s: np.concatenate(parts) if parts else np.zeros(0, np.int64) for s, parts in by_side.items()}
     by_side = {s: ix for s, ix in by_side.items() if len(ix)}
     described["rows"] = {s: len(ix) for s, ix in by_side.items()}
     if len(by_side) == 1:
@@ -102,7 +121,7 @@ def build_pool(dataset: Dataset, described: dict, wanted: list[int], staging: Pa
         parts[side] = [ix[p] for p in _split_side(dataset.name, side, len(ix), wanted, described, opts)]
         for phase, rows in zip(PHASES, parts[side]):
             phase_of[rows] = phase
-    return Pool(dataset.name, path, parts, side_of, phase_of)
+    return Pool(dataset.name, path, parts, side_of, phase_of, batch_starts)
 
 
 def _write_pool(dataset: Dataset, described: dict, staging: Path, opts) -> Path:

@@ -71,7 +71,7 @@ class Tokenizer:
             "load": str(local.resolve()) if local.exists() else self.spec,
             "kind": self.kind,
             "revision": self.revision,
-            "files": [str(p) for p in self.files],
+            "files": [str(p.resolve()) for p in self.files],
             "fingerprint": self.fingerprint,
             "eos_id": self.eos_id,
             "bos_id": self.bos_id,

@@ -34,6 +34,8 @@ class ShardDataset:
         if extra:
             raise DataprepError(f"{out / extra[0]}: extra shard, not listed in {out / mf.NAME}; remove it or rerun dataprep prepare")
         self.phase, self.side, self.paths = phase, side, [out / f for f in listed]
+        self.max_seq_len = manifest["options"]["max_seq_len"]
+        self.max_prompt_len = manifest["options"]["max_prompt_len"]
         meta = manifest["tokenizer"]
         self.metadata = {k: meta[k] for k in ("fingerprint", "eos_id", "bos_id", "pad_id", "vocab_size")}
         self._tokens: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {c: [] for c in TOKEN_COLUMNS[phase]}

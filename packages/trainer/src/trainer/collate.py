@@ -1,0 +1,67 @@
+"""Collators: rows of numpy views -> padded torch batches. Padding happens here, per batch (dynamic:
+to the longest row), never on disk; `pad_to` gives DeepSpeed-Chat's fixed width instead."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+IGNORE_INDEX = -100
+
+
+def _pad(rows: list[np.ndarray], pad_id: int, width: int, left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        n = min(len(row), width)
+        span = slice(width - n, width) if left else slice(0, n)
+        ids[i, span] = torch.from_numpy(row[:n].astype(np.int64))
+        mask[i, span] = 1
+    return ids, mask
+
+
+@dataclass
+class SFTCollator:
+    """input_ids, attention_mask, labels (-100 on padding, and on the prompt with mask_prompt)."""
+
+    pad_id: int
+    pad_to: int | None = None
+    mask_prompt: bool = False
+
+    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        width = self.pad_to or max(len(r["input_ids"]) for r in rows)
+        ids, mask = _pad([r["input_ids"] for r in rows], self.pad_id, width)
+        labels = ids.masked_fill(mask == 0, IGNORE_INDEX)
+        if self.mask_prompt:
+            for i, row in enumerate(rows):
+                labels[i, : row["prompt_len"]] = IGNORE_INDEX
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+@dataclass
+class PairCollator:
+    """DeepSpeed-Chat's layout: the B chosen rows, then the B rejected rows, in one [2B, L] batch."""
+
+    pad_id: int
+    pad_to: int | None = None
+
+    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        seqs = [r["chosen_input_ids"] for r in rows] + [r["rejected_input_ids"] for r in rows]
+        width = self.pad_to or max(len(s) for s in seqs)
+        ids, mask = _pad(seqs, self.pad_id, width)
+        return {"input_ids": ids, "attention_mask": mask}
+
+
+@dataclass
+class PromptCollator:
+    """Phase-3 prompts, left-padded (to the longest prompt, or to `pad_to` as DeepSpeed-Chat does)."""
+
+    pad_id: int
+    pad_to: int | None = None
+
+    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        width = self.pad_to or max(len(r["prompt_input_ids"]) for r in rows)
+        ids, mask = _pad([r["prompt_input_ids"] for r in rows], self.pad_id, width, left=True)
+        return {"prompt": ids, "prompt_att_mask": mask}

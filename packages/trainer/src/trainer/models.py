@@ -1,0 +1,44 @@
+"""Building the models a phase trains: from a hub id or directory, or fresh from a config (tests and
+CPU runs) sized to the shards' tokenizer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def causal_lm(model_name_or_path: str | None, model_config: Path | None, tokenizer: dict, dropout: float | None = None):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    if model_config is not None:
+        config = AutoConfig.from_pretrained(str(model_config))
+        _fit_config(config, tokenizer)
+        return AutoModelForCausalLM.from_config(config)
+    model = AutoModelForCausalLM.from_pretrained(model_name_or_path)
+    _fit_embeddings(model, tokenizer)
+    return model
+
+
+def backbone(model_name_or_path: str | None, model_config: Path | None, tokenizer: dict):
+    """The transformer without its LM head (for the reward model)."""
+    from transformers import AutoConfig, AutoModel
+
+    if model_config is not None:
+        config = AutoConfig.from_pretrained(str(model_config))
+        _fit_config(config, tokenizer)
+        return AutoModel.from_config(config)
+    model = AutoModel.from_pretrained(model_name_or_path)
+    _fit_embeddings(model, tokenizer)
+    return model
+
+
+def _fit_config(config, tokenizer: dict) -> None:
+    # Embedding rows rounded up to a multiple of 8, as DeepSpeed-Chat does (tensor-core friendly).
+    config.vocab_size = 8 * -(-tokenizer["vocab_size"] // 8)
+    config.eos_token_id = tokenizer["eos_id"]
+    config.bos_token_id = tokenizer["bos_id"] if tokenizer["bos_id"] is not None else tokenizer["eos_id"]
+    config.pad_token_id = tokenizer["pad_id"] if tokenizer["pad_id"] is not None else tokenizer["eos_id"]
+
+
+def _fit_embeddings(model, tokenizer: dict) -> None:
+    if model.get_input_embeddings().num_embeddings < tokenizer["vocab_size"]:
+        model.resize_token_embeddings(8 * -(-tokenizer["vocab_size"] // 8))

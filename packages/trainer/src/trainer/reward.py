@@ -1,0 +1,94 @@
+"""The phase-2 reward model (also phase 3's critic): a causal-LM backbone without its LM head, plus a
+scalar value head, and the pairwise losses.
+
+Ends of sequences come from the attention mask, never from guessing pad ids, so right or left
+padding, pad == eos and BOS == pad tokenizers all work (DeepSpeed-Chat's `num_padding_at_beginning`
+is not needed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+HEAD_FILE = "value_head.pt"
+HEAD_CONFIG = "reward_model.json"
+
+
+class RewardModel(nn.Module):
+    def __init__(self, backbone: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+        config = backbone.config
+        width = getattr(config, "word_embed_proj_dim", None) or getattr(config, "hidden_size", None) or config.n_embd
+        self.v_head = nn.Linear(width, 1, bias=False)
+
+    @property
+    def config(self):
+        return self.backbone.config
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Per-token scalar values, [B, L]."""
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+        return self.v_head(hidden).squeeze(-1)
+
+    def save_pretrained(self, path: Path, state_dict: dict | None = None) -> None:  # same call as a HF model
+        """Backbone in Hugging Face format, the head beside it (`value_head.pt`), so phase 3 can load both."""
+        state = state_dict if state_dict is not None else self.state_dict()
+        backbone = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
+        self.backbone.save_pretrained(path, state_dict=backbone)
+        torch.save({"weight": state["v_head.weight"].detach().cpu()}, Path(path) / HEAD_FILE)
+        (Path(path) / HEAD_CONFIG).write_text(json.dumps({"head": HEAD_FILE, "width": self.v_head.in_features}) + "\n")
+
+    @classmethod
+    def from_pretrained(cls, path: Path | str, **kwargs) -> "RewardModel":
+        from transformers import AutoModel
+
+        model = cls(AutoModel.from_pretrained(path, **kwargs))
+        head = Path(path) / HEAD_FILE
+        if head.is_file():
+            model.v_head.load_state_dict(torch.load(head, map_location="cpu", weights_only=True))
+        return model
+
+
+def last_index(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position of each row's last real token, [B] (works for right and left padding)."""
+    width = attention_mask.shape[1]
+    return width - 1 - attention_mask.flip(1).argmax(dim=1)
+
+
+def end_scores(values: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The value at each row's last real token: what inference and phase 3 use as the reward."""
+    return values.gather(1, last_index(attention_mask).unsqueeze(1)).squeeze(1)
+
+
+def pairwise_loss(values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor, kind: str = "last") -> dict:
+    """Loss over a [2B, L] batch (chosen rows, then rejected rows).
+
+    kind="last": -logsigmoid(r_chosen - r_rejected) on the end scores (what inference uses; default).
+    kind="divergence": DeepSpeed-Chat's loss, the per-token -logsigmoid over the span from the first
+    position where the two sequences differ to the end of the longer one, averaged per pair; ends
+    come from the attention mask, so left padding no longer gives an empty span (NaN)."""
+    values = values.float()
+    half = values.shape[0] // 2
+    scores = end_scores(values, attention_mask)
+    chosen, rejected = scores[:half], scores[half:]
+    if kind == "last":
+        loss = -F.logsigmoid(chosen - rejected).mean()
+    elif kind == "divergence":
+        losses = []
+        ends = last_index(attention_mask) + 1
+        for i in range(half):
+            c_ids, r_ids = input_ids[i], input_ids[half + i]
+            c_mask, r_mask = attention_mask[i].bool(), attention_mask[half + i].bool()
+            differ = ((c_ids != r_ids) | (c_mask != r_mask)).nonzero()
+            start = int(differ[0]) if len(differ) else int(ends[i]) - 1
+            end = max(int(ends[i]), int(ends[half + i]))
+            losses.append(-F.logsigmoid(values[i, start:end] - values[half + i, start:end]).mean())
+        loss = torch.stack(losses).mean()
+    else:
+        raise ValueError(f"unknown reward loss {kind!r}; use 'last' or 'divergence'")
+    return {"loss": loss, "chosen": chosen.detach(), "rejected": rejected.detach()}

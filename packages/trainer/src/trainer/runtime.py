@@ -1,0 +1,218 @@
+"""What every phase's script shares: flags (DeepSpeed-Chat's names), distributed start-up, the
+DeepSpeed config, the optimizer, shard loaders, the tokenizer check and the metrics log."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import socket
+import time
+from pathlib import Path
+
+import torch
+
+from dataprep import manifest as mf
+from dataprep.errors import DataprepError
+
+NO_DECAY = ("bias", "layer_norm.weight", "layernorm.weight", "norm.weight", "ln_f.weight", "ln_1.weight", "ln_2.weight")
+
+
+def common_args(description: str, phase: int) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--shards", type=Path, required=True, help="a `dataprep prepare` output directory")
+    model = p.add_mutually_exclusive_group(required=True)
+    model.add_argument("--model_name_or_path", help="Hugging Face model id or directory")
+    model.add_argument("--model_config", type=Path, help="build a fresh model from this config.json (tests, CPU runs)")
+    p.add_argument("--per_device_train_batch_size", type=int, default=16)
+    p.add_argument("--per_device_eval_batch_size", type=int, default=16)
+    p.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    p.add_argument("--learning_rate", type=float, default=1e-3 if phase == 1 else 5e-5)
+    p.add_argument("--weight_decay", type=float, default=0.0)
+    p.add_argument("--num_train_epochs", type=int, default=1)
+    p.add_argument("--max_steps", type=int, default=0, help="stop after this many optimizer steps (0: run the epochs)")
+    p.add_argument("--lr_scheduler_type", default="cosine", choices=["cosine", "linear", "constant"])
+    p.add_argument("--num_warmup_steps", type=int, default=0)
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--zero_stage", type=int, default=0, choices=[0, 1, 2, 3])
+    p.add_argument("--offload", action="store_true", help="ZeRO CPU offload of optimizer state (stage 2/3)")
+    p.add_argument("--dtype", default="bf16" if torch.cuda.is_available() else "fp32", choices=["bf16", "fp16", "fp32"])
+    p.add_argument("--gradient_checkpointing", action="store_true")
+    p.add_argument("--pad_to_max", action="store_true", help="pad every batch to max_seq_len, as DeepSpeed-Chat does")
+    p.add_argument("--eval_interval", type=int, default=0, help="evaluate every N optimizer steps (0: only at the end)")
+    p.add_argument("--eval_iters", type=int, default=100, help="at most this many eval batches")
+    p.add_argument("--output_dir", type=Path, required=True)
+    p.add_argument("--local_rank", type=int, default=-1, help="set by the deepspeed launcher")
+    return p
+
+
+def init_distributed() -> tuple[int, int, torch.device]:
+    """(rank, world size, device). Without a launcher, a one-process group on a free local port."""
+    if "RANK" not in os.environ:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
+    if not torch.cuda.is_available():
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+        import deepspeed.ops
+
+        # DeepSpeed JIT-compiles a shared-memory op (~30 s) on every CPU start; gloo does the same job.
+        deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+    import deepspeed
+
+    deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
+    local = int(os.environ.get("LOCAL_RANK", 0))
+    device = torch.device("cuda", local) if torch.cuda.is_available() else torch.device("cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), device
+
+
+def ds_config(args, world: int) -> dict:
+    zero = {"stage": args.zero_stage, "overlap_comm": torch.cuda.is_available()}
+    if args.offload and args.zero_stage >= 2:
+        zero["offload_optimizer"] = {"device": "cpu"}
+    if args.zero_stage == 3:
+        zero.update(stage3_param_persistence_threshold=1e4, stage3_max_live_parameters=3e7, stage3_prefetch_bucket_size=3e7)
+    config = {
+        "train_micro_batch_size_per_gpu": args.per_device_train_batch_size,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "train_batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps * world,
+        "gradient_clipping": 1.0,
+        "zero_optimization": zero,
+        "steps_per_print": 1 << 30,
+        "wall_clock_breakdown": False,
+    }
+    if args.dtype == "bf16":
+        config["bf16"] = {"enabled": True}
+    elif args.dtype == "fp16":
+        config["fp16"] = {"enabled": True, "loss_scale_window": 100}
+    return config
+
+
+def optimizer(model: torch.nn.Module, args) -> torch.optim.Optimizer:
+    """AdamW, no weight decay on biases and norms (DeepSpeed-Chat's groups). A torch optimizer works on
+    CPU and GPU alike and needs no JIT-compiled op; with --offload DeepSpeed's CPU Adam is used."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for n, p in named if not any(k in n for k in NO_DECAY)], "weight_decay": args.weight_decay},
+        {"params": [p for n, p in named if any(k in n for k in NO_DECAY)], "weight_decay": 0.0},
+    ]
+    if args.offload:
+        from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+        return DeepSpeedCPUAdam(groups, lr=args.learning_rate, betas=(0.9, 0.95))
+    return torch.optim.AdamW(groups, lr=args.learning_rate, betas=(0.9, 0.95))
+
+
+def scheduler(opt: torch.optim.Optimizer, args, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    def factor(step: int) -> float:
+        if step < args.num_warmup_steps:
+            return (step + 1) / max(1, args.num_warmup_steps)
+        progress = (step - args.num_warmup_steps) / max(1, total_steps - args.num_warmup_steps)
+        if args.lr_scheduler_type == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+        if args.lr_scheduler_type == "linear":
+            return max(0.0, 1 - progress)
+        return 1.0
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def loader(dataset, collate, batch_size: int, rank: int, world: int, seed: int, shuffle: bool):
+    """Each rank reads its own part; call `loader.sampler.set_epoch(epoch)` every epoch."""
+    from torch.utils.data import DataLoader, DistributedSampler
+
+    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=shuffle, seed=seed, drop_last=shuffle)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate)
+
+
+def shard_tokenizer(shards: Path) -> dict:
+    return mf.read(shards)["tokenizer"]
+
+
+def check_tokenizer(shards: Path, model_name_or_path: str | None, model_config) -> None:
+    """Stop when the shards were tokenized with another tokenizer than the model's, or when the
+    model's special ids disagree with the shards'."""
+    info = shard_tokenizer(shards)
+    if model_name_or_path is not None:
+        from dataprep.tokenizer import load_tokenizer
+
+        try:
+            theirs = load_tokenizer(model_name_or_path)
+        except DataprepError as exc:
+            raise SystemExit(f"trainer: cannot load the tokenizer of {model_name_or_path} to check it against the shards ({exc})")
+        if theirs.fingerprint != info["fingerprint"]:
+            raise SystemExit(
+                f"trainer: {shards} was tokenized with {info['spec']} (fingerprint {info['fingerprint'][:12]}), but "
+                f"{model_name_or_path} has another tokenizer ({theirs.fingerprint[:12]}); rerun dataprep prepare --tokenizer {model_name_or_path}"
+            )
+    eos = getattr(model_config, "eos_token_id", None)
+    if eos is not None and eos != info["eos_id"]:
+        raise SystemExit(f"trainer: the model's eos_token_id is {eos} but the shards end rows with {info['eos_id']}; check --tokenizer/--eos-token of prepare")
+
+
+class StepWindow:
+    """Accounting for one optimizer step: loss, tokens, samples and the time spent waiting on data."""
+
+    def __init__(self, world: int, accumulation: int):
+        self.world, self.accumulation = world, accumulation
+        self.reset()
+
+    def reset(self) -> None:
+        self.loss, self.tokens, self.samples, self.wait = 0.0, 0, 0, 0.0
+        self.start = time.perf_counter()
+
+    def add(self, loss: float, tokens: int, samples: int, waited: float) -> None:
+        self.loss += loss / self.accumulation
+        self.tokens += tokens * self.world
+        self.samples += samples * self.world
+        self.wait += waited
+
+    def summary(self, device) -> dict:
+        """Loss averaged over ranks, throughput over all ranks, and the data-wait share of the step."""
+        elapsed = time.perf_counter() - self.start
+        loss = torch.tensor(self.loss, device=device)
+        torch.distributed.all_reduce(loss)
+        return {"loss": loss.item() / self.world, "tokens_per_s": self.tokens / elapsed, "samples_per_s": self.samples / elapsed,
+                "step_time_s": elapsed, "data_wait_s": self.wait, "data_wait_frac": self.wait / elapsed}
+
+
+class Metrics:
+    """One JSON line per step in OUTPUT_DIR/metrics.jsonl, and a PNG of the loss curve at the end."""
+
+    def __init__(self, path: Path, enabled: bool):
+        self.path, self.enabled, self.rows = path, enabled, []
+        if enabled:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("")
+
+    def log(self, **values) -> None:
+        if not self.enabled:
+            return
+        row = {"time": round(time.time(), 3), **{k: (round(v, 6) if isinstance(v, float) else v) for k, v in values.items()}}
+        self.rows.append(row)
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def plot(self, png: Path, keys: tuple[str, ...] = ("loss",)) -> None:
+        if not self.enabled or not self.rows:
+            return
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for key in keys:
+            points = [(r["step"], r[key]) for r in self.rows if key in r]
+            if points:
+                ax.plot(*zip(*points), label=key)
+        ax.set_xlabel("optimizer step")
+        ax.legend()
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(png, dpi=100)
+        plt.close(fig)

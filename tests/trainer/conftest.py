@@ -1,0 +1,44 @@
+"""Trainer tests run the phase scripts as separate processes (DeepSpeed's process group is one per
+process), on shards that `dataprep prepare` writes from the shipped sample, with a tiny GPT-2 built
+from a config: no downloads."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dataprep.prepare import PrepareOptions, prepare
+from tests.conftest import SAMPLE, SAMPLE_TOKENIZER
+
+TINY = Path(__file__).resolve().parents[2] / "packages" / "trainer" / "src" / "trainer" / "configs" / "tiny-gpt2.json"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def train(phase: str, shards: Path, out: Path, *flags: str, procs: int = 1) -> list[dict]:
+    """Run trainer.<phase> on CPU; returns its metrics.jsonl rows."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env.update(DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    launch = [sys.executable, "-m", phase] if procs == 1 else [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(procs), "--master_port", str(free_port()), "-m", phase]
+    cmd = [*launch, "--shards", str(shards), "--model_config", str(TINY), "--output_dir", str(out), "--dtype", "fp32", *flags]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="session")
+def sample_shards(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("sample-shards")
+    prepare(PrepareOptions(data=[str(SAMPLE)], out=out, tokenizer=str(SAMPLE_TOKENIZER), split="6,2,2", progress=False))
+    return out

@@ -1,0 +1,39 @@
+"""Collators: dynamic or fixed padding, labels masked on padding (and prompt on request), the
+chosen-then-rejected pair layout, left-padded prompts."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from trainer.collate import IGNORE_INDEX, PairCollator, PromptCollator, SFTCollator
+
+ROWS = [{"input_ids": np.array([5, 6, 7, 8], np.uint16), "prompt_len": 2}, {"input_ids": np.array([9, 10], np.uint16), "prompt_len": 1}]
+
+
+def test_sft_dynamic_padding_and_labels():
+    batch = SFTCollator(pad_id=0)(ROWS)
+    assert batch["input_ids"].tolist() == [[5, 6, 7, 8], [9, 10, 0, 0]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 1], [1, 1, 0, 0]]
+    assert batch["labels"].tolist() == [[5, 6, 7, 8], [9, 10, IGNORE_INDEX, IGNORE_INDEX]]
+    assert batch["input_ids"].dtype == torch.long
+
+
+def test_sft_fixed_width_and_prompt_mask():
+    batch = SFTCollator(pad_id=0, pad_to=6, mask_prompt=True)(ROWS)
+    assert batch["input_ids"].shape == (2, 6)
+    assert batch["labels"].tolist() == [[-100, -100, 7, 8, -100, -100], [-100, 10, -100, -100, -100, -100]]
+
+
+def test_pairs_are_chosen_then_rejected():
+    rows = [{"chosen_input_ids": np.array([1, 2, 3]), "rejected_input_ids": np.array([1, 4])},
+            {"chosen_input_ids": np.array([7]), "rejected_input_ids": np.array([7, 8, 9, 9])}]
+    batch = PairCollator(pad_id=0)(rows)
+    assert batch["input_ids"].tolist() == [[1, 2, 3, 0], [7, 0, 0, 0], [1, 4, 0, 0], [7, 8, 9, 9]]
+
+
+def test_prompts_are_left_padded():
+    rows = [{"prompt_input_ids": np.array([1, 2, 3])}, {"prompt_input_ids": np.array([4, 5])}]
+    batch = PromptCollator(pad_id=0, pad_to=5)(rows)
+    assert batch["prompt"].tolist() == [[0, 0, 1, 2, 3], [0, 0, 0, 4, 5]]
+    assert batch["prompt_att_mask"].tolist() == [[0, 0, 1, 1, 1], [0, 0, 0, 1, 1]]
