@@ -23,13 +23,32 @@ PYTEST_ARGS ?=
 
 BENCH_ARGS ?=
 
-.PHONY: prepare test inspect bench clean help
+# make train-phase1 / train-phase2: on a GPU box, DeepSpeed-Chat's OPT defaults through the deepspeed
+# launcher on every local GPU (prepare first with `make prepare DATA=hh`, which uses OPT's tokenizer);
+# without a GPU, a tiny GPT-2 built from a config on the embedded default, so the targets run offline.
+NGPUS := $(shell nvidia-smi -L 2>/dev/null | grep -c '^GPU')
+CKPT ?= checkpoints/$(notdir $(OUT))
+TINY := packages/trainer/src/trainer/configs/tiny-gpt2.json
+ifeq ($(NGPUS),0)
+LAUNCH := $(PY)
+PHASE1_ARGS ?= --model_config $(TINY) --per_device_train_batch_size 8 --max_steps 60 --learning_rate 3e-3 --dtype fp32
+PHASE2_ARGS ?= --model_config $(TINY) --per_device_train_batch_size 8 --max_steps 60 --learning_rate 1e-3 --dtype fp32
+else
+LAUNCH := $(VENV)/bin/deepspeed --num_gpus $(NGPUS)
+PHASE1_ARGS ?= --model_name_or_path facebook/opt-1.3b --per_device_train_batch_size 8 --per_device_eval_batch_size 8 \
+	--learning_rate 9.65e-6 --num_train_epochs 16 --zero_stage 2 --dtype fp16 --gradient_checkpointing
+PHASE2_ARGS ?= --model_name_or_path facebook/opt-350m --per_device_train_batch_size 4 --per_device_eval_batch_size 4 \
+	--learning_rate 5e-5 --weight_decay 0.1 --num_train_epochs 1 --zero_stage 0 --dtype fp16
+endif
+
+.PHONY: prepare test inspect bench train-phase1 train-phase2 clean help
 
 help:
 	@echo "make prepare [DATA=hh|PATH] [SPLIT=2,4,4] [SEED=1234] [TOKENIZER=...] [DATA_DIR=...] [OUT=...]"
 	@echo "make test     install everything (torch first) and run the test-suite"
 	@echo "make inspect  describe the first phase-1 shard of OUT"
 	@echo "make bench    dataprep vs DeepSpeed-Chat-style, HF datasets and the tokenizer ceiling (needs ../shared)"
+	@echo "make train-phase1 / train-phase2   SFT / reward model on OUT's shards (GPU: OPT defaults; CPU: tiny model)"
 
 $(VENV)/.dataprep: requirements/dataprep.txt packages/dataprep/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -67,5 +86,15 @@ $(VENV)/.bench: $(VENV)/.test requirements/bench.txt
 bench: $(VENV)/.bench
 	$(PY) bench/run.py $(BENCH_ARGS)
 
+train-phase1: $(VENV)/.trainer $(OUT)/manifest.json
+	$(LAUNCH) packages/trainer/src/trainer/phase1_sft.py --shards $(OUT) --output_dir $(CKPT)/phase1 $(PHASE1_ARGS)
+
+train-phase2: $(VENV)/.trainer $(OUT)/manifest.json
+	$(LAUNCH) packages/trainer/src/trainer/phase2_reward.py --shards $(OUT) --output_dir $(CKPT)/phase2 $(PHASE2_ARGS)
+
+# The shards the training targets read: `make prepare` writes them (with the same DATA/OUT).
+$(OUT)/manifest.json:
+	$(MAKE) prepare
+
 clean:
-	rm -rf out .pytest_cache
+	rm -rf out checkpoints .pytest_cache

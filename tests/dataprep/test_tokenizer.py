@@ -107,3 +107,17 @@ def test_errors(tmp_path, bpe_json):
         load_tokenizer(str(bpe_json), eos_token="<never>")
     with pytest.raises(DataprepError, match="Hugging Face Hub"):
         load_tokenizer("no-such-org/no-such-tokenizer")
+
+
+def test_fingerprint_ignores_cosmetic_config(hf_dir, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(hf_dir, copy)
+    config = json.loads((copy / "tokenizer_config.json").read_text())
+    config["model_max_length"] = 123
+    config["name_or_path"] = "someone/else"
+    (copy / "tokenizer_config.json").write_text(json.dumps(config))
+    assert load_tokenizer(str(copy)).fingerprint == load_tokenizer(str(hf_dir)).fingerprint
+    spec = json.loads((copy / "tokenizer.json").read_text())
+    spec["model"]["merges"].pop()
+    (copy / "tokenizer.json").write_text(json.dumps(spec))
+    assert load_tokenizer(str(copy)).fingerprint != load_tokenizer(str(hf_dir)).fingerprint

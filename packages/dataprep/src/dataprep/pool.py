@@ -19,11 +19,15 @@ from tqdm import tqdm
 
 from dataprep import shards
 from dataprep.errors import DataprepError
-from dataprep.phases import PHASES, numpy_view
+from dataprep.phases import PHASES
 from dataprep.sources import CANONICAL, SIDES, Dataset, iter_canonical
 from dataprep.split import CARVE_SPLIT, split_indices
 
-POOL_SCHEMA = pa.schema([("row_id", pa.int64()), ("source", pa.string()), ("file_side", pa.string())] + list(CANONICAL))
+# Rows per record batch of the pool file. Phase parts are read in DeepSpeed-Chat's (random) order, so a
+# chunk of rows touches about as many batches as it has rows, and a memory-mapped read pages in whole
+# batches: small batches keep the pages resident per chunk small, whatever the file size.
+POOL_BATCH_ROWS = 32
+POOL_SCHEMA = pa.schema([("row_id", pa.int64()), ("source", pa.string())] + list(CANONICAL))
 SIDE_CODE = {"train": 0, "eval": 1}
 # The dropped/ table: which row, where it was headed, why, and its text.
 DROPPED_SCHEMA = pa.schema(
@@ -75,7 +79,7 @@ class Pool:
             yield dropped_rows(rows.filter(pc.is_valid(rows.column("drop_reason"))))
 
     def _annotated(self, start: int, length: int) -> pa.Table:
-        rows = self.take(np.arange(start, min(start + length, len(self.side_of)))).drop_columns(["file_side"])
+        rows = self.take(np.arange(start, min(start + length, len(self.side_of))))
         sides = np.asarray(SIDES)[self.side_of[start : start + rows.num_rows]]
         rows = rows.append_column("side", pa.array(sides, pa.string()))
         return rows.append_column("phase", pa.array(self.phase_of[start : start + rows.num_rows]))
@@ -89,18 +93,15 @@ def dropped_rows(rows: pa.Table, reasons: list[str] | None = None) -> pa.Table:
 
 def build_pool(dataset: Dataset, described: dict, wanted: list[int], staging: Path, opts) -> Pool:
     path = _write_pool(dataset, described, staging, opts)
-    reader = pa.ipc.open_file(pa.memory_map(str(path)))
-    sizes = [reader.get_batch(i).num_rows for i in range(reader.num_record_batches)]
-    batch_starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-    size = int(batch_starts[-1])
-    by_side = {s: [] for s in SIDES}
-    for i in range(reader.num_record_batches):  # one column, batch by batch: memory stays small
-        file_side = reader.get_batch(i).column("file_side")
-        for s in SIDES:
-            by_side[s].append(numpy_view(pc.indices_nonzero(pc.equal(file_side, s))).astype(np.int64) + batch_starts[i])
-    del reader
-    by_side = {s: np.concatenate(parts) if parts else np.zeros(0, np.int64) for s, parts in by_side.items()}
-    by_side = {s: ix for s, ix in by_side.items() if len(ix)}
+    # Which rows are which side follows from the files' order and row counts: no need to read the pool.
+    by_side: dict[str, list[np.ndarray]] = {}
+    offset = 0
+    for file, record in zip(dataset.files, described["files"]):
+        by_side.setdefault(file.side, []).append(np.arange(offset, offset + record["rows"], dtype=np.int64))
+        offset += record["rows"]
+    size = offset
+    batch_starts = np.append(np.arange(0, size, POOL_BATCH_ROWS, dtype=np.int64), size)  # the writer's exact batches
+    by_side = {s: np.concatenate(parts) for s, parts in by_side.items() if sum(len(p) for p in parts)}
     described["rows"] = {s: len(ix) for s, ix in by_side.items()}
     if len(by_side) == 1:
         # Like DeepSpeed-Chat's train-only datasets: carve the one side 9:1 into train and eval first.
@@ -125,7 +126,7 @@ def build_pool(dataset: Dataset, described: dict, wanted: list[int], staging: Pa
 
 
 def _write_pool(dataset: Dataset, described: dict, staging: Path, opts) -> Path:
-    writer = shards.ArrowFile(staging / f".pool-{dataset.name}.arrow", POOL_SCHEMA)
+    writer = shards.ArrowFile(staging / f".pool-{dataset.name}.arrow", POOL_SCHEMA, rows_per_batch=POOL_BATCH_ROWS)
     bar = tqdm(desc=f"read {dataset.name}", unit="row", disable=None if opts.progress else True)
     for file, record in zip(dataset.files, described["files"]):
         record["rows"], record["dropped"] = 0, {}
@@ -135,7 +136,7 @@ def _write_pool(dataset: Dataset, described: dict, staging: Path, opts) -> Path:
             for reason, count in count_reasons(canonical.column("drop_reason")).items():
                 record["dropped"][reason] = record["dropped"].get(reason, 0) + count
             ids = pa.array(np.arange(record["rows"], record["rows"] + n, dtype=np.int64))
-            meta = pa.table({"row_id": ids, "source": pa.array([file.source] * n, pa.string()), "file_side": pa.array([file.side] * n, pa.string())})
+            meta = pa.table({"row_id": ids, "source": pa.array([file.source] * n, pa.string())})
             writer.write(pa.Table.from_arrays(meta.columns + canonical.columns, schema=POOL_SCHEMA))
             record["rows"] += n
             bar.update(n)

@@ -191,7 +191,7 @@ def _build(opts, datasets, inputs, tokenizer: Tokenizer, key, wanted, staging: P
 
 
 def _normalized_schema() -> pa.Schema:
-    names = [n for n in POOL_SCHEMA.names if n not in ("file_side", "drop_reason")]
+    names = [n for n in POOL_SCHEMA.names if n != "drop_reason"]
     return pa.schema([POOL_SCHEMA.field(n) for n in names] + [("side", pa.string()), ("phase", pa.int8())])
 
 

@@ -30,7 +30,9 @@ from dataprep.errors import DataprepError
 SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".parquet", ".csv")
 INVALID = "_invalid"  # per-row reason a text field was unusable ("wrong_type"), null when fine
 BATCH_ROWS = 8192  # rows per table from the Python and parquet paths
-JSON_BLOCK = 16 << 20  # bytes per pyarrow JSON block; a single record may be larger (the block grows)
+# Bytes per pyarrow JSON block. pyarrow's streaming reader keeps a few dozen blocks in flight, so this
+# sets its memory; a record larger than a block goes through the (slower, exact) Python pass instead.
+JSON_BLOCK = 4 << 20
 
 
 def is_supported(path: Path) -> bool:
@@ -134,7 +136,8 @@ def _json_lines_tables(path: Path, string_fields: tuple[str, ...], strict: bool)
     delivered = 0
     try:
         stream = pa.input_stream(str(path), compression="gzip" if path.name.endswith(".gz") else None)
-        reader = pajson.open_json(stream, read_options=pajson.ReadOptions(block_size=JSON_BLOCK))
+        # One thread: the threaded reader parses far ahead of the consumer and holds hundreds of MB.
+        reader = pajson.open_json(stream, read_options=pajson.ReadOptions(block_size=JSON_BLOCK, use_threads=False))
         for batch in reader:
             table = pa.Table.from_batches([batch])
             table.validate(full=True)  # pyarrow's JSON reader lets invalid UTF-8 through

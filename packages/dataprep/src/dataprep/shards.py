@@ -27,22 +27,24 @@ def shard_name(side: str, index: int, count: int) -> str:
 
 
 class _Rebatcher:
-    """Regroups rows into batches of exactly ROWS_PER_BATCH, so the bytes written depend only on the
-    rows, never on how the caller chunked them."""
+    """Regroups rows into batches of exactly `size` rows (default ROWS_PER_BATCH), so the bytes written
+    depend only on the rows, never on how the caller chunked them."""
 
-    def __init__(self):
+    def __init__(self, size: int | None = None):
+        self.size = size
         self.pending: list[pa.Table] = []
         self.rows = 0
 
     def push(self, table: pa.Table) -> list[pa.Table]:
+        size = self.size or ROWS_PER_BATCH
         self.pending.append(table)
         self.rows += table.num_rows
-        if self.rows < ROWS_PER_BATCH:
+        if self.rows < size:
             return []
         rows = pa.concat_tables(self.pending).combine_chunks()
-        full = (rows.num_rows // ROWS_PER_BATCH) * ROWS_PER_BATCH
+        full = (rows.num_rows // size) * size
         self.pending, self.rows = [rows.slice(full)], rows.num_rows - full
-        return [rows.slice(start, ROWS_PER_BATCH) for start in range(0, full, ROWS_PER_BATCH)]
+        return [rows.slice(start, size) for start in range(0, full, size)]
 
     def flush(self) -> list[pa.Table]:
         pending, rows = self.pending, self.rows
@@ -102,11 +104,11 @@ class ArrowFile:
     """An Arrow IPC file written batch by batch under a temporary name and renamed on `close`, so a
     killed run never leaves a partial file under the final name."""
 
-    def __init__(self, path: Path, schema: pa.Schema):
+    def __init__(self, path: Path, schema: pa.Schema, rows_per_batch: int | None = None):
         self.path, self.tmp = path, path.with_name(f".{path.name}.tmp-{os.getpid()}")
         self.sink = pa.OSFile(str(self.tmp), "wb")
         self.writer = pa.ipc.new_file(self.sink, schema)
-        self.batches = _Rebatcher()
+        self.batches = _Rebatcher(rows_per_batch)
 
     def write(self, table: pa.Table) -> None:
         for batch in self.batches.push(table):

@@ -2,9 +2,10 @@
 
 `load_tokenizer(spec)` accepts a `tokenizer.json` (HF `tokenizers`), a Hugging Face tokenizer directory
 or hub id (`transformers.AutoTokenizer`), or a SentencePiece `.model`. Every kind gives batch encoding,
-the prompt boundary in token space, the special-token ids and a fingerprint: the sha256 of the files
-that define the tokenizer plus the special-token choices, so two tokenizers with the same name but
-different vocabularies never look alike.
+the prompt boundary in token space, the special-token ids and a fingerprint: the sha256 of what
+defines the ids (the Rust tokenizer's full serialization, or the model files) plus the special-token
+ids. Two tokenizers with the same name but other vocabularies or merges never look alike, while two
+copies that differ only in cosmetic config (a model id, a max length) do.
 """
 
 from __future__ import annotations
@@ -51,16 +52,15 @@ class Tokenizer:
     pad_id: int | None
     vocab_size: int
     revision: str | None
+    definition: bytes = field(repr=False)  # what decides the ids: serialized tokenizer or model file bytes
     encode: Callable[[list[str]], list[list[int]]] = field(repr=False)
     encode_with_prefix: Callable[[list[str], list[str]], Encoded] = field(repr=False)
     decode: Callable[[list[int]], str] = field(repr=False)
 
     @property
     def fingerprint(self) -> str:
-        h = hashlib.sha256()
-        h.update(json.dumps([self.kind, self.eos_id, self.bos_id, self.pad_id]).encode())
-        for path in sorted(self.files, key=lambda p: p.name):
-            h.update(path.name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+        h = hashlib.sha256(json.dumps([self.eos_id, self.bos_id, self.pad_id]).encode())
+        h.update(self.definition)
         return h.hexdigest()
 
     def describe(self) -> dict:
@@ -171,6 +171,7 @@ def _from_tokenizer_json(spec: str, path: Path, eos_token: str | None) -> Tokeni
         pad_id=token_id("pad_token", None),
         vocab_size=tok.get_vocab_size(with_added_tokens=True),
         revision=None,
+        definition=tok.to_str().encode(),
         encode=encode,
         encode_with_prefix=encode_with_prefix,
         decode=decode,
@@ -238,6 +239,7 @@ def _from_hf_dir(spec: str, path: Path, eos_token: str | None, revision: str | N
         pad_id=hf.pad_token_id,
         vocab_size=len(hf),
         revision=revision,
+        definition=backend.to_str().encode() if backend is not None else b"".join(p.name.encode() + b"\0" + p.read_bytes() for p in files),
         encode=encode,
         encode_with_prefix=encode_with_prefix,
         decode=decode,
@@ -304,6 +306,7 @@ def _from_sentencepiece(spec: str, path: Path, eos_token: str | None, workers: i
         pad_id=sp.pad_id() if sp.pad_id() >= 0 else None,
         vocab_size=sp.get_piece_size(),
         revision=None,
+        definition=path.read_bytes(),
         encode=encode,
         encode_with_prefix=encode_with_prefix,
         decode=lambda ids: sp.decode([i for i in ids]),
