@@ -26,7 +26,7 @@ from dataprep.split import CARVE_SPLIT, split_indices
 # Rows per record batch of the pool file. Phase parts are read in DeepSpeed-Chat's (random) order, so a
 # chunk of rows touches about as many batches as it has rows, and a memory-mapped read pages in whole
 # batches: small batches keep the pages resident per chunk small, whatever the file size.
-POOL_BATCH_ROWS = 32
+POOL_BATCH_ROWS = 8
 POOL_SCHEMA = pa.schema([("row_id", pa.int64()), ("source", pa.string())] + list(CANONICAL))
 SIDE_CODE = {"train": 0, "eval": 1}
 # The dropped/ table: which row, where it was headed, why, and its text.
@@ -54,29 +54,29 @@ class Pool:
         chunk, i.e. copies the whole file). The file is mapped for the call only: pages read through a
         long-lived map would count in the process's memory until the end of the run."""
         index = np.asarray(index, dtype=np.int64)
+        if index.size == 0:
+            return POOL_SCHEMA.empty_table()
         reader = pa.ipc.open_file(pa.memory_map(str(self.path)))
         batch = np.searchsorted(self.batch_starts, index, side="right") - 1
         order = np.argsort(batch, kind="stable")
-        pieces = []
-        for b in np.unique(batch):
-            rows = index[batch == b] - self.batch_starts[b]
-            pieces.append(reader.get_batch(int(b)).take(pa.array(rows)))
+        batches, rows = batch[order], index[order]
+        cuts = np.flatnonzero(np.diff(batches)) + 1
+        pieces = [
+            reader.get_batch(int(b)).take(pa.array(group - self.batch_starts[b]))
+            for b, group in zip(batches[np.r_[0, cuts]], np.split(rows, cuts))
+        ]
         taken = pa.Table.from_batches(pieces, schema=POOL_SCHEMA).combine_chunks()
         restore = np.empty_like(order)
         restore[order] = np.arange(len(order))
         return taken.take(pa.array(restore))
 
-    def normalized_batches(self):
-        """Kept rows with their side and phase: the normalized/ table, batch by batch."""
+    def tables(self):
+        """(normalized rows, rows dropped while parsing), batch by batch, in one pass over the file: the
+        kept rows with their side and phase, and the dropped rows in the dropped/ layout."""
         for start in range(0, len(self.side_of), shards.ROWS_PER_BATCH):
             rows = self._annotated(start, shards.ROWS_PER_BATCH)
-            yield rows.filter(pc.is_null(rows.column("drop_reason"))).drop_columns(["drop_reason"])
-
-    def parse_drops(self):
-        """Rows dropped while parsing, in the dropped/ layout."""
-        for start in range(0, len(self.side_of), shards.ROWS_PER_BATCH):
-            rows = self._annotated(start, shards.ROWS_PER_BATCH)
-            yield dropped_rows(rows.filter(pc.is_valid(rows.column("drop_reason"))))
+            kept = pc.is_null(rows.column("drop_reason"))
+            yield rows.filter(kept).drop_columns(["drop_reason"]), dropped_rows(rows.filter(pc.invert(kept)))
 
     def _annotated(self, start: int, length: int) -> pa.Table:
         rows = self.take(np.arange(start, min(start + length, len(self.side_of))))

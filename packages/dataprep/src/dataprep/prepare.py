@@ -160,13 +160,13 @@ def _build(opts, datasets, inputs, tokenizer: Tokenizer, key, wanted, staging: P
     pools, dropped = [], []
     for dataset, described in zip(datasets, inputs):
         pool = build_pool(dataset, described, wanted, staging, opts)
-        normalized = shards.ArrowFile(staging / "normalized" / f"{dataset.name}.arrow", _normalized_schema())
-        for rows in pool.normalized_batches():
-            normalized.write(rows)
+        # Text tables for auditing, zstd-compressed (they are read whole, never memory-mapped row by row).
+        normalized = shards.ArrowFile(staging / "normalized" / f"{dataset.name}.arrow", _normalized_schema(), compression="zstd")
+        drops = shards.ArrowFile(staging / "dropped" / f"{dataset.name}.arrow", DROPPED_SCHEMA, compression="zstd")
+        for kept, dropped_here in pool.tables():
+            normalized.write(kept)
+            drops.write(dropped_here)
         normalized.close()
-        drops = shards.ArrowFile(staging / "dropped" / f"{dataset.name}.arrow", DROPPED_SCHEMA)
-        for rows in pool.parse_drops():
-            drops.write(rows)
         pools.append(pool)
         dropped.append(drops)
         faults.checkpoint("normalized")

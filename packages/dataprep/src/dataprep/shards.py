@@ -104,10 +104,10 @@ class ArrowFile:
     """An Arrow IPC file written batch by batch under a temporary name and renamed on `close`, so a
     killed run never leaves a partial file under the final name."""
 
-    def __init__(self, path: Path, schema: pa.Schema, rows_per_batch: int | None = None):
+    def __init__(self, path: Path, schema: pa.Schema, rows_per_batch: int | None = None, compression: str | None = None):
         self.path, self.tmp = path, path.with_name(f".{path.name}.tmp-{os.getpid()}")
         self.sink = pa.OSFile(str(self.tmp), "wb")
-        self.writer = pa.ipc.new_file(self.sink, schema)
+        self.writer = pa.ipc.new_file(self.sink, schema, options=pa.ipc.IpcWriteOptions(compression=compression))
         self.batches = _Rebatcher(rows_per_batch)
 
     def write(self, table: pa.Table) -> None:
