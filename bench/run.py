@@ -80,6 +80,8 @@ def run(rows: int, only: set[str] | None, two_workers_only: bool = False) -> lis
         print(f"bench: {label} on {rows} rows ...", file=sys.stderr, flush=True)
         result = {"label": label, "system": system, "rows": rows, **measure(system, src, out, workers)}
         result["disk_bytes"] = disk_bytes(out) if out.exists() else 0
+        # Token data only (ours also writes zstd text tables, normalized/ and dropped/, for auditing).
+        result["token_bytes"] = sum(disk_bytes(p) for p in out.glob("phase*")) if system == "ours" else result["disk_bytes"]
         if loader:
             loaded = measure(loader, src, out, workers)
             result.update(open_s=loaded["open_s"], random_rows_per_s=loaded["random_rows_per_s"], load_wall_s=loaded["wall_s"], load_rss_mb=loaded["rss_mb"])
@@ -88,21 +90,26 @@ def run(rows: int, only: set[str] | None, two_workers_only: bool = False) -> lis
     return results
 
 
+def _ratio(row: dict, base: dict | None, key: str) -> str:
+    return f"{row[key] / base[key]:.2f}x" if base and base.get(key) and row.get(key) else "-"
+
+
 def render(results: list[dict]) -> str:
     ref = {r["rows"]: r for r in results if r["label"] == "ours, 2 workers"}
-    header = ["system", "rows", "wall s", "rows/s", "tokens/s", "peak RSS MB", "disk MB", "open ms", "random rows/s", "wall / ours", "RSS / ours", "disk / ours"]
+    header = ["system", "rows", "wall s", "rows/s", "tokens/s", "peak RSS MB", "disk MB", "token MB", "open ms", "random rows/s",
+              "wall / ours", "RSS / ours", "token MB / ours"]
     lines = []
     for r in results:
         base = ref.get(r["rows"])
-        ratio = lambda key: f"{r[key] / base[key]:.2f}x" if base and base.get(key) else "-"
         lines.append([
             r["label"], f"{r['rows']:,}", f"{r['wall_s']:.1f}", f"{r['rows'] / r['wall_s']:,.0f}", f"{r['tokens'] / r['wall_s']:,.0f}",
             f"{r['rss_mb']:,.0f}", f"{r['disk_bytes'] / 1e6:,.1f}" if r["disk_bytes"] else "-",
+            f"{r['token_bytes'] / 1e6:,.1f}" if r["token_bytes"] else "-",
             f"{r['open_s'] * 1000:,.1f}" if "open_s" in r else "-", f"{r['random_rows_per_s']:,.0f}" if "random_rows_per_s" in r else "-",
-            ratio("wall_s"), ratio("rss_mb"), ratio("disk_bytes") if r["disk_bytes"] else "-",
+            _ratio(r, base, "wall_s"), _ratio(r, base, "rss_mb"), _ratio(r, base, "token_bytes"),
         ])
         if "load_wall_s" in r:
-            lines.append([f"  {r['label']}: load back", "", f"{r['load_wall_s']:.1f}", "", "", f"{r['load_rss_mb']:,.0f}", "", "", "", "", "", ""])
+            lines.append([f"  {r['label']}: load back", "", f"{r['load_wall_s']:.1f}", "", "", f"{r['load_rss_mb']:,.0f}"] + [""] * 7)
     widths = [max(len(str(c)) for c in col) for col in zip(header, *lines)]
     fmt = lambda row: "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
     return "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(row) for row in lines])

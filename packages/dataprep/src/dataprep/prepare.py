@@ -157,7 +157,7 @@ def _resolve_all(opts: PrepareOptions) -> list[Dataset]:
 def _build(opts, datasets, inputs, tokenizer: Tokenizer, key, wanted, staging: Path) -> dict:
     for sub in ["normalized", "dropped"] + [f"phase{p}" for p in wanted]:
         (staging / sub).mkdir()
-    pools, dropped = [], []
+    pools, dropped, tables = [], [], []
     for dataset, described in zip(datasets, inputs):
         pool = build_pool(dataset, described, wanted, staging, opts)
         # Text tables for auditing, zstd-compressed (they are read whole, never memory-mapped row by row).
@@ -166,7 +166,7 @@ def _build(opts, datasets, inputs, tokenizer: Tokenizer, key, wanted, staging: P
         for kept, dropped_here in pool.tables():
             normalized.write(kept)
             drops.write(dropped_here)
-        normalized.close()
+        tables.append(_file_record(staging, normalized.close(), normalized.rows))
         pools.append(pool)
         dropped.append(drops)
         faults.checkpoint("normalized")
@@ -175,7 +175,7 @@ def _build(opts, datasets, inputs, tokenizer: Tokenizer, key, wanted, staging: P
         for side in SIDES:
             phases.setdefault(str(phase), {})[side] = _build_phase(phase, side, pools, dropped, tokenizer, opts, staging)
     for drops in dropped:
-        drops.close()
+        tables.append(_file_record(staging, drops.close(), drops.rows))
     return {
         "format_version": FORMAT_VERSION,
         "dataprep_version": __version__,
@@ -186,7 +186,7 @@ def _build(opts, datasets, inputs, tokenizer: Tokenizer, key, wanted, staging: P
         "libraries": mf.libraries(),
         "inputs": inputs,
         "phases": phases,
-        "tables": {sub: [_file_record(staging, p) for p in sorted((staging / sub).glob("*.arrow"))] for sub in ("normalized", "dropped")},
+        "tables": {sub: sorted((t for t in tables if t["file"].startswith(sub + "/")), key=lambda t: t["file"]) for sub in ("normalized", "dropped")},
     }
 
 
@@ -264,7 +264,7 @@ def _build_phase(phase: int, side: str, pools: list[Pool], dropped: list, tokeni
         "truncated": truncated,
         "by_dataset": by_dataset,
         "tokens": {c: length_stats(np.concatenate(v)) for c, v in lengths.items()},
-        "shards": [_file_record(staging, p) for p in paths],
+        "shards": [_file_record(staging, p, n) for p, n in zip(paths, writer.rows)],
     }
 
 
@@ -282,9 +282,8 @@ def _in_order(fn, items, depth: int = 2):
             yield pending.popleft().result()
 
 
-def _file_record(root: Path, path: Path) -> dict:
+def _file_record(root: Path, path: Path, rows: int) -> dict:
     """What the manifest vouches for about one written file."""
-    rows = pa.ipc.open_file(pa.memory_map(str(path))).read_all().num_rows  # memory-mapped: no copy
     return {"file": path.relative_to(root).as_posix(), "rows": rows, "bytes": path.stat().st_size, "sha256": shards.file_sha256(path)}
 
 

@@ -63,6 +63,7 @@ class ShardWriter:
         self.directory, self.side, self.schema, self.metadata, self.max_bytes = directory, side, schema, metadata, max_bytes
         self.batches = _Rebatcher()
         self.paths: list[Path] = []
+        self.rows: list[int] = []  # rows per shard
         self.sink = self.writer = None
 
     def write(self, table: pa.Table) -> None:
@@ -76,6 +77,8 @@ class ShardWriter:
             self.sink = pa.OSFile(str(path), "wb")
             self.writer = pa.ipc.new_file(self.sink, self.schema.with_metadata({METADATA_KEY: meta}))
             self.paths.append(path)
+            self.rows.append(0)
+        self.rows[-1] += rows.num_rows
         for batch in rows.to_batches():
             self.writer.write_batch(batch)
         if self.sink.tell() >= self.max_bytes:
@@ -109,8 +112,10 @@ class ArrowFile:
         self.sink = pa.OSFile(str(self.tmp), "wb")
         self.writer = pa.ipc.new_file(self.sink, schema, options=pa.ipc.IpcWriteOptions(compression=compression))
         self.batches = _Rebatcher(rows_per_batch)
+        self.rows = 0
 
     def write(self, table: pa.Table) -> None:
+        self.rows += table.num_rows
         for batch in self.batches.push(table):
             self.writer.write_table(batch)
 
