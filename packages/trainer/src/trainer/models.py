@@ -6,27 +6,25 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def causal_lm(model_name_or_path: str | None, model_config: Path | None, tokenizer: dict, dropout: float | None = None):
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    if model_config is not None:
-        config = AutoConfig.from_pretrained(str(model_config))
-        _fit_config(config, tokenizer)
-        return AutoModelForCausalLM.from_config(config)
-    model = AutoModelForCausalLM.from_pretrained(model_name_or_path)
-    _fit_embeddings(model, tokenizer)
-    return model
+def causal_lm(model_name_or_path: str | None, model_config: Path | None, tokenizer: dict):
+    return _build("AutoModelForCausalLM", model_name_or_path, model_config, tokenizer)
 
 
 def backbone(model_name_or_path: str | None, model_config: Path | None, tokenizer: dict):
     """The transformer without its LM head (for the reward model)."""
-    from transformers import AutoConfig, AutoModel
+    return _build("AutoModel", model_name_or_path, model_config, tokenizer)
 
+
+def _build(auto_class: str, model_name_or_path: str | None, model_config: Path | None, tokenizer: dict):
+    import transformers
+    from transformers import AutoConfig
+
+    auto = getattr(transformers, auto_class)
     if model_config is not None:
         config = AutoConfig.from_pretrained(str(model_config))
         _fit_config(config, tokenizer)
-        return AutoModel.from_config(config)
-    model = AutoModel.from_pretrained(model_name_or_path)
+        return auto.from_config(config)
+    model = auto.from_pretrained(model_name_or_path)
     _fit_embeddings(model, tokenizer)
     return model
 

@@ -49,8 +49,6 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     rank, world, device = runtime.init_distributed()
     torch.manual_seed(args.seed)
-    import deepspeed
-
     tokenizer = runtime.shard_tokenizer(args.shards)
     model = RewardModel(backbone(args.model_name_or_path, args.model_config, tokenizer))
     runtime.check_tokenizer(args.shards, args.model_name_or_path, model.config)
@@ -58,16 +56,9 @@ def main(argv=None) -> None:
         model.backbone.gradient_checkpointing_enable()
 
     train, evals = ShardDataset(args.shards, 2, "train"), ShardDataset(args.shards, 2, "eval")
-    pad_id = tokenizer["pad_id"] if tokenizer["pad_id"] is not None else tokenizer["eos_id"]
-    collate = PairCollator(pad_id, pad_to=train.max_seq_len if args.pad_to_max else None)
-    train_loader = runtime.loader(train, collate, args.per_device_train_batch_size, rank, world, args.seed, shuffle=True)
-    eval_loader = runtime.loader(evals, collate, args.per_device_eval_batch_size, rank, world, args.seed, shuffle=False)
-    per_epoch = max(1, len(train_loader) // args.gradient_accumulation_steps)
-    total_steps = args.max_steps or per_epoch * args.num_train_epochs
-
-    opt = runtime.optimizer(model, args)
-    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=opt, lr_scheduler=runtime.scheduler(opt, args, total_steps),
-                                           config=runtime.ds_config(args, world))
+    collate = PairCollator(runtime.pad_id(tokenizer), pad_to=train.max_seq_len if args.pad_to_max else None)
+    train_loader, eval_loader = runtime.loaders(train, evals, collate, args, rank, world)
+    engine, total_steps = runtime.engine(model, args, world, len(train_loader))
     metrics = runtime.Metrics(args.output_dir / "metrics.jsonl", rank == 0)
     metrics.log(step=0, **evaluate(engine, eval_loader, device, args.eval_iters))
 

@@ -121,6 +121,27 @@ def scheduler(opt: torch.optim.Optimizer, args, total_steps: int) -> torch.optim
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
+def loaders(train, evals, collate, args, rank: int, world: int):
+    """Train loader (shuffled, a new order every epoch via set_epoch) and eval loader, per rank."""
+    return (loader(train, collate, args.per_device_train_batch_size, rank, world, args.seed, shuffle=True),
+            loader(evals, collate, args.per_device_eval_batch_size, rank, world, args.seed, shuffle=False))
+
+
+def engine(model: torch.nn.Module, args, world: int, batches_per_epoch: int):
+    """(DeepSpeed engine with AdamW and the lr schedule, optimizer steps to run)."""
+    import deepspeed
+
+    total = args.max_steps or max(1, batches_per_epoch // args.gradient_accumulation_steps) * args.num_train_epochs
+    opt = optimizer(model, args)
+    ds, _, _, _ = deepspeed.initialize(model=model, optimizer=opt, lr_scheduler=scheduler(opt, args, total), config=ds_config(args, world))
+    return ds, total
+
+
+def pad_id(tokenizer: dict) -> int:
+    """The shards' pad id, or EOS where the tokenizer has none (attention masks mark padding anyway)."""
+    return tokenizer["pad_id"] if tokenizer["pad_id"] is not None else tokenizer["eos_id"]
+
+
 def loader(dataset, collate, batch_size: int, rank: int, world: int, seed: int, shuffle: bool):
     """Each rank reads its own part; call `loader.sampler.set_epoch(epoch)` every epoch."""
     from torch.utils.data import DataLoader, DistributedSampler
@@ -208,8 +229,8 @@ class Metrics:
         fig, ax = plt.subplots(figsize=(7, 4))
         for key in keys:
             points = [(r["step"], r[key]) for r in self.rows if key in r]
-            if points:
-                ax.plot(*zip(*points), label=key)
+            if points:  # eval points are few: mark them
+                ax.plot(*zip(*points), label=key, marker="o" if key.startswith("eval") else None)
         ax.set_xlabel("optimizer step")
         ax.legend()
         ax.grid(alpha=0.3)
