@@ -173,6 +173,9 @@ def check_tokenizer(shards: Path, model_name_or_path: str | None, model_config) 
     eos = getattr(model_config, "eos_token_id", None)
     if eos is not None and eos != info["eos_id"]:
         raise SystemExit(f"trainer: the model's eos_token_id is {eos} but the shards end rows with {info['eos_id']}; check --tokenizer/--eos-token of prepare")
+    pad = getattr(model_config, "pad_token_id", None)
+    if pad is not None and info["pad_id"] is not None and pad != info["pad_id"]:
+        raise SystemExit(f"trainer: the model's pad_token_id is {pad} but the shards' tokenizer pads with {info['pad_id']}; use the model's tokenizer in prepare")
 
 
 class StepWindow:
