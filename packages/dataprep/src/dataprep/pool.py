@@ -24,8 +24,8 @@ from dataprep.sources import CANONICAL, SIDES, Dataset, iter_canonical
 from dataprep.split import CARVE_SPLIT, split_indices
 
 # Rows per record batch of the pool file. Phase parts are read in DeepSpeed-Chat's (random) order, so a
-# chunk of rows touches about as many batches as it has rows, and a memory-mapped read pages in whole
-# batches: small batches keep the pages resident per chunk small, whatever the file size.
+# chunk of rows touches about as many batches as it has rows: small batches keep the pages resident per
+# chunk small, whatever the file size (see shards.take_rows).
 POOL_BATCH_ROWS = 8
 POOL_SCHEMA = pa.schema([("row_id", pa.int64()), ("source", pa.string())] + list(CANONICAL))
 SIDE_CODE = {"train": 0, "eval": 1}
@@ -48,27 +48,8 @@ class Pool:
     batch_starts: np.ndarray  # first row of each record batch in the file, and the row count at the end
 
     def take(self, index: np.ndarray) -> pa.Table:
-        """Copies of the rows at `index`, in that order.
-
-        Rows are taken batch by batch (Arrow's take on a many-chunk table first concatenates every
-        chunk, i.e. copies the whole file). The file is mapped for the call only: pages read through a
-        long-lived map would count in the process's memory until the end of the run."""
-        index = np.asarray(index, dtype=np.int64)
-        if index.size == 0:
-            return POOL_SCHEMA.empty_table()
-        reader = pa.ipc.open_file(pa.memory_map(str(self.path)))
-        batch = np.searchsorted(self.batch_starts, index, side="right") - 1
-        order = np.argsort(batch, kind="stable")
-        batches, rows = batch[order], index[order]
-        cuts = np.flatnonzero(np.diff(batches)) + 1
-        pieces = [
-            reader.get_batch(int(b)).take(pa.array(group - self.batch_starts[b]))
-            for b, group in zip(batches[np.r_[0, cuts]], np.split(rows, cuts))
-        ]
-        taken = pa.Table.from_batches(pieces, schema=POOL_SCHEMA).combine_chunks()
-        restore = np.empty_like(order)
-        restore[order] = np.arange(len(order))
-        return taken.take(pa.array(restore))
+        """Copies of the rows at `index`, in that order."""
+        return shards.take_rows(self.path, self.batch_starts, index, POOL_SCHEMA)
 
     def tables(self):
         """(normalized rows, rows dropped while parsing), batch by batch, in one pass over the file: the
@@ -100,7 +81,7 @@ def build_pool(dataset: Dataset, described: dict, wanted: list[int], staging: Pa
         by_side.setdefault(file.side, []).append(np.arange(offset, offset + record["rows"], dtype=np.int64))
         offset += record["rows"]
     size = offset
-    batch_starts = np.append(np.arange(0, size, POOL_BATCH_ROWS, dtype=np.int64), size)  # the writer's exact batches
+    starts = shards.batch_starts(size, POOL_BATCH_ROWS)  # the writer's exact batches
     by_side = {s: np.concatenate(parts) for s, parts in by_side.items() if sum(len(p) for p in parts)}
     described["rows"] = {s: len(ix) for s, ix in by_side.items()}
     if len(by_side) == 1:
@@ -122,7 +103,7 @@ def build_pool(dataset: Dataset, described: dict, wanted: list[int], staging: Pa
         parts[side] = [ix[p] for p in _split_side(dataset.name, side, len(ix), wanted, described, opts)]
         for phase, rows in zip(PHASES, parts[side]):
             phase_of[rows] = phase
-    return Pool(dataset.name, path, parts, side_of, phase_of, batch_starts)
+    return Pool(dataset.name, path, parts, side_of, phase_of, starts)
 
 
 def _write_pool(dataset: Dataset, described: dict, staging: Path, opts) -> Path:

@@ -37,7 +37,7 @@ from tqdm import tqdm
 from dataprep import FORMAT_VERSION, __version__, faults, locking, manifest as mf, shards
 from dataprep.errors import DataprepError
 from dataprep.phases import PHASES, TOKEN_COLUMNS, encode_phase, length_stats, phase_schema, token_lengths, token_type
-from dataprep.pool import DROPPED_SCHEMA, POOL_SCHEMA, Pool, build_pool, count_reasons, dropped_rows
+from dataprep.pool import DROPPED_SCHEMA, POOL_BATCH_ROWS, POOL_SCHEMA, Pool, build_pool, count_reasons, dropped_rows
 from dataprep.sources import SIDES, Dataset, resolve
 from dataprep.split import parse_split, shuffle_index
 from dataprep.tokenizer import Tokenizer, load_tokenizer
@@ -202,15 +202,16 @@ def _build_phase(phase: int, side: str, pools: list[Pool], dropped: list, tokeni
             "eos_id": tokenizer.eos_id, "bos_id": tokenizer.bos_id, "pad_id": tokenizer.pad_id,
             "max_seq_len": opts.max_seq_len, "max_prompt_len": opts.max_prompt_len}
     writer = shards.ShardWriter(staging / f"phase{phase}", side, phase_schema(phase, ids), meta, opts.shard_bytes)
-    blend = len(pools) > 1
-    by_dataset, lengths, truncated, parts = {}, {c: [] for c in TOKEN_COLUMNS[phase]}, 0, []
+    # Several datasets: each one's tokenized part goes to one staging file, shuffled together at the end.
+    blend = shards.ArrowFile(staging / f".blend-{phase}-{side}.arrow", phase_schema(phase, ids), rows_per_batch=POOL_BATCH_ROWS) if len(pools) > 1 else None
+    sink = blend or writer
+    by_dataset, lengths, truncated = {}, {c: [] for c in TOKEN_COLUMNS[phase]}, 0
     total = sum(len(pool.parts[side][phase - 1]) for pool in pools)
     bar = tqdm(total=total, desc=f"phase {phase} {side}", unit="row", disable=None if opts.progress else True)
     for pool, drops in zip(pools, dropped):
         index = pool.parts[side][phase - 1]
         counts: dict[str, int] = {}
         kept = 0
-        part = shards.ArrowFile(staging / f".blend-{phase}-{side}-{pool.name}.arrow", phase_schema(phase, ids)) if blend else None
         def encode(chunk: np.ndarray, pool=pool):
             rows = pool.take(chunk)
             reasons = count_reasons(rows.column("drop_reason"))
@@ -229,21 +230,20 @@ def _build_phase(phase: int, side: str, pools: list[Pool], dropped: list, tokeni
                 _add(counts, {r: why.count(r) for r in set(why)})
             for column in lengths:
                 lengths[column].append(token_lengths(enc.table.column(column)))
-            (part.write if blend else writer.write)(enc.table)
+            sink.write(enc.table)
             truncated += enc.truncated
             kept += enc.table.num_rows
             bar.update(n)
         by_dataset[pool.name] = {"rows_in": len(index), "kept": kept, "dropped": dict(sorted(counts.items()))}
-        if blend:
-            parts.append(part.close())
     bar.close()
     if blend:
         # Blending, as DeepSpeed-Chat: concatenate the datasets' parts, then one shuffle with the seed.
-        table = pa.concat_tables(pa.ipc.open_file(pa.memory_map(str(p))).read_all() for p in parts)
-        order = shuffle_index(opts.seed, table.num_rows)
+        path, rows = blend.close(), blend.rows
+        order = shuffle_index(opts.seed, rows)
+        starts = shards.batch_starts(rows, POOL_BATCH_ROWS)
         for start in range(0, len(order), ENCODE_CHUNK):
-            writer.write(table.take(order[start : start + ENCODE_CHUNK]))
-        del table
+            writer.write(shards.take_rows(path, starts, order[start : start + ENCODE_CHUNK], phase_schema(phase, ids)))
+        path.unlink()
     dropped_total: dict[str, int] = {}
     for info in by_dataset.values():
         _add(dropped_total, info["dropped"])
@@ -255,8 +255,6 @@ def _build_phase(phase: int, side: str, pools: list[Pool], dropped: list, tokeni
         )
     paths = writer.close()
     faults.checkpoint("shard")
-    for path in parts:
-        path.unlink()
     return {
         "rows_in": sum(info["rows_in"] for info in by_dataset.values()),
         "kept": kept_total,

@@ -56,7 +56,7 @@ def iter_tables(path: Path, string_fields: tuple[str, ...] = (), strict: bool = 
             convert = pacsv.ConvertOptions(column_types={f: pa.string() for f in string_fields})
             source = (pa.Table.from_batches([b]) for b in pacsv.open_csv(path, convert_options=convert))
         elif name.endswith((".json", ".json.gz")) and _starts_with_bracket(path):
-            source = _batched(path, _json_array(path), string_fields, strict)
+            source = _batched(_json_array(path), string_fields, strict)
         elif name.endswith((".jsonl", ".jsonl.gz", ".json", ".json.gz")):
             source = _json_lines_tables(path, string_fields, strict)
         else:
@@ -148,7 +148,7 @@ def _json_lines_tables(path: Path, string_fields: tuple[str, ...], strict: bool)
         return
     except (pa.ArrowInvalid, OSError):
         pass  # the Python pass below says exactly what is wrong, and where
-    yield from _batched(path, islice(_json_lines(path), delivered, None), string_fields, strict)
+    yield from _batched(islice(_json_lines(path), delivered, None), string_fields, strict)
 
 
 def _json_lines(path: Path) -> Iterator[tuple[str, object]]:
@@ -182,7 +182,7 @@ def _json_array(path: Path) -> Iterator[tuple[str, object]]:
         yield f"{path}: element {index}", row
 
 
-def _batched(path: Path, rows: Iterable[tuple[str, object]], string_fields: tuple[str, ...], strict: bool) -> Iterator[pa.Table]:
+def _batched(rows: Iterable[tuple[str, object]], string_fields: tuple[str, ...], strict: bool) -> Iterator[pa.Table]:
     rows = iter(rows)
     first_kind: dict[str, tuple[str, str]] = {}
     while chunk := list(islice(rows, BATCH_ROWS)):

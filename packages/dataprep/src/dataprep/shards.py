@@ -13,6 +13,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 
 from dataprep.errors import DataprepError
@@ -126,6 +127,36 @@ class ArrowFile:
         self.sink.close()
         os.replace(self.tmp, self.path)
         return self.path
+
+
+def batch_starts(rows: int, rows_per_batch: int) -> np.ndarray:
+    """First row of each record batch of a file written with exact `rows_per_batch` batches, then the total."""
+    return np.append(np.arange(0, rows, rows_per_batch, dtype=np.int64), rows)
+
+
+def take_rows(path: Path, starts: np.ndarray, index: np.ndarray, schema: pa.Schema) -> pa.Table:
+    """Copies of the rows at `index` (in that order) of an Arrow file whose batches begin at `starts`.
+
+    Rows are taken batch by batch: Arrow's take on a many-chunk table first concatenates every chunk,
+    i.e. copies the whole file. The file is mapped for the call only, since pages read through a
+    long-lived map count in the process's memory until the end of the run; keep its batches small
+    when reading in random order, as a read pages in whole batches."""
+    index = np.asarray(index, dtype=np.int64)
+    if index.size == 0:
+        return schema.empty_table()
+    reader = pa.ipc.open_file(pa.memory_map(str(path)))
+    batch = np.searchsorted(starts, index, side="right") - 1
+    order = np.argsort(batch, kind="stable")
+    batches, rows = batch[order], index[order]
+    cuts = np.flatnonzero(np.diff(batches)) + 1
+    pieces = [
+        reader.get_batch(int(b)).take(pa.array(group - starts[b]))
+        for b, group in zip(batches[np.r_[0, cuts]], np.split(rows, cuts))
+    ]
+    taken = pa.Table.from_batches(pieces, schema=schema).combine_chunks()
+    restore = np.empty_like(order)
+    restore[order] = np.arange(len(order))
+    return taken.take(pa.array(restore))
 
 
 def open_shard(path: Path) -> pa.Table:

@@ -164,7 +164,7 @@ def check_tokenizer(shards: Path, model_name_or_path: str | None, model_config) 
         try:
             theirs = load_tokenizer(model_name_or_path)
         except DataprepError as exc:
-            raise SystemExit(f"trainer: cannot load the tokenizer of {model_name_or_path} to check it against the shards ({exc})")
+            raise SystemExit(f"trainer: cannot load the tokenizer of {model_name_or_path} to check it against the shards ({exc})") from None
         if theirs.fingerprint != info["fingerprint"]:
             raise SystemExit(
                 f"trainer: {shards} was tokenized with {info['spec']} (fingerprint {info['fingerprint'][:12]}), but "

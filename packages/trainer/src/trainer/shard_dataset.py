@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from dataprep import manifest as mf
 from dataprep.errors import DataprepError
-from dataprep.phases import TOKEN_COLUMNS
+from dataprep.phases import TOKEN_COLUMNS, numpy_view
 from dataprep.verify import check_shard
 
 
@@ -48,7 +48,7 @@ class ShardDataset:
                     self._tokens[name].append(_list_views(batch.column(name)))
                 for name in ("row_id", "prompt_len"):
                     if name in batch.schema.names:
-                        self._scalars.setdefault(name, []).append(_fixed_view(batch.column(name)))
+                        self._scalars.setdefault(name, []).append(numpy_view(batch.column(name)))
                 starts.append(starts[-1] + batch.num_rows)
         self._starts = np.asarray(starts, dtype=np.int64)
 
@@ -78,11 +78,6 @@ class ShardDataset:
             for row, b, i in zip(rows, batches.tolist(), local.tolist()):
                 row[name] = int(arrays[b][i])
         return rows
-
-
-def _fixed_view(column: pa.Array) -> np.ndarray:
-    """A fixed-width column (no nulls) as a numpy view of its Arrow buffer."""
-    return np.frombuffer(column.buffers()[1], dtype=np.dtype(str(column.type)))[column.offset : column.offset + len(column)]
 
 
 def _list_views(column: pa.ListArray) -> tuple[np.ndarray, np.ndarray]:
