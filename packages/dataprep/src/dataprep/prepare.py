@@ -25,7 +25,7 @@ import shutil
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -63,6 +63,17 @@ class PrepareOptions:
     strict: bool = False
     force: bool = False
     progress: bool = True
+    # Adapter options (issue 3): user column mapping, chat-message rendering, SHP card filters.
+    columns: dict[str, str] | None = None  # canonical name -> the user's column, from --columns
+    template: str = "hh"  # "hh" (Human/Assistant text) | "chat" (the tokenizer's chat template)
+    shp_min_score_ratio: float | None = None
+    shp_max_pairs_per_post: int | None = None
+    # Blending options (issue 3).
+    sft_only_data: list[str] = field(default_factory=list)  # phase 1 only, DeepSpeed-Chat's sft_only_data_path
+    split_by: str = "row"  # "row" (DeepSpeed-Chat) | "prompt" (rows sharing a prompt/group stay together)
+    # Unsupervised (PTX) blocks for phase 3 (issue 5).
+    unsup: list[str] = field(default_factory=list)
+    unsup_block: int = 512
 
     def key_fields(self) -> dict:
         """The options that change the bytes written (the output path and display flags do not)."""
@@ -73,6 +84,14 @@ class PrepareOptions:
             "max_prompt_len": self.max_prompt_len,
             "eos_token": self.eos_token,
             "shard_bytes": self.shard_bytes,
+            "columns": self.columns,
+            "template": self.template,
+            "shp_min_score_ratio": self.shp_min_score_ratio,
+            "shp_max_pairs_per_post": self.shp_max_pairs_per_post,
+            "sft_only_data": self.sft_only_data,
+            "split_by": self.split_by,
+            "unsup": self.unsup,
+            "unsup_block": self.unsup_block,
         }
 
 

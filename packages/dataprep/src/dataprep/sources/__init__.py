@@ -23,13 +23,16 @@ SIDES = ("train", "eval")
 # Bump an adapter's version whenever its output for the same input changes: it is part of the cache key.
 ADAPTER_VERSIONS = {"hh": 1, "jsonfile": 1}
 
-# Canonical text columns produced by every adapter, plus the reason a row is dropped (null = kept).
+# Canonical text columns produced by every adapter, plus the reason a row is dropped (null = kept) and
+# an optional group key: rows with the same non-null group (an SHP post, say) are one unit for
+# `--split-by prompt`; a null group means "group by the prompt text".
 CANONICAL = pa.schema(
     [
         ("prompt", pa.string()),
         ("chosen", pa.string()),
         ("rejected", pa.string()),
         ("drop_reason", pa.string()),
+        ("group", pa.string()),
     ]
 )
 

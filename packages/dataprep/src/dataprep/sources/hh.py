@@ -87,4 +87,5 @@ def normalize(table: pa.Table) -> pa.Table:
         out["chosen"].append(chosen)
         out["rejected"].append(rejected)
         out["drop_reason"].append(reason)
+        out["group"].append(None)
     return pa.Table.from_pydict(out, schema=CANONICAL)

@@ -65,4 +65,5 @@ def normalize_jsonfile(table: pa.Table) -> pa.Table:
         out["chosen"].append(None if chosen is None else " " + chosen)
         out["rejected"].append(None if rejected is None else " " + rejected)
         out["drop_reason"].append(reason)
+        out["group"].append(None)
     return pa.Table.from_pydict(out, schema=CANONICAL)
