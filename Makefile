@@ -19,6 +19,7 @@ TOKENIZER ?= data/tokenizer/tokenizer.json
 OUT ?= out/$(notdir $(DATA))
 DATA_DIR ?=
 PREPARE_ARGS ?=
+UNSUP ?=
 PYTEST_ARGS ?=
 
 BENCH_ARGS ?=
@@ -33,15 +34,21 @@ ifeq ($(NGPUS),0)
 LAUNCH := $(PY)
 PHASE1_ARGS ?= --model_config $(TINY) --per_device_train_batch_size 8 --max_steps 60 --learning_rate 3e-3 --dtype fp32
 PHASE2_ARGS ?= --model_config $(TINY) --per_device_train_batch_size 8 --max_steps 60 --learning_rate 1e-3 --dtype fp32
+PHASE3_ARGS ?= --per_device_generation_batch_size 8 --per_device_training_batch_size 8 --max_answer_seq_len 32 --max_steps 20 \
+	--actor_learning_rate 1e-4 --critic_learning_rate 1e-4 --num_warmup_steps 0 --dtype fp32
 else
 LAUNCH := $(VENV)/bin/deepspeed --num_gpus $(NGPUS)
 PHASE1_ARGS ?= --model_name_or_path facebook/opt-1.3b --per_device_train_batch_size 8 --per_device_eval_batch_size 8 \
 	--learning_rate 9.65e-6 --num_train_epochs 16 --zero_stage 2 --dtype fp16 --gradient_checkpointing
 PHASE2_ARGS ?= --model_name_or_path facebook/opt-350m --per_device_train_batch_size 4 --per_device_eval_batch_size 4 \
 	--learning_rate 5e-5 --weight_decay 0.1 --num_train_epochs 1 --zero_stage 0 --dtype fp16
+# DeepSpeed-Chat's opt/single_node/run_1.3b step 3 (its hybrid engine aside).
+PHASE3_ARGS ?= --per_device_generation_batch_size 4 --per_device_training_batch_size 4 --generation_batches 1 --ppo_epochs 1 \
+	--max_prompt_seq_len 256 --max_answer_seq_len 256 --pad_to_max --actor_learning_rate 9.65e-6 --critic_learning_rate 5e-6 \
+	--num_train_epochs 1 --num_warmup_steps 100 --actor_zero_stage 2 --critic_zero_stage 2 --enable_ema --actor_dropout 0.0 --dtype fp16
 endif
 
-.PHONY: prepare test inspect bench train-phase1 train-phase2 clean help
+.PHONY: prepare test inspect bench train-phase1 train-phase2 train-phase3 clean help
 
 help:
 	@echo "make prepare [DATA=hh|PATH] [SPLIT=2,4,4] [SEED=1234] [TOKENIZER=...] [DATA_DIR=...] [OUT=...]"
@@ -49,6 +56,7 @@ help:
 	@echo "make inspect  describe the first phase-1 shard of OUT"
 	@echo "make bench    dataprep vs DeepSpeed-Chat-style, HF datasets and the tokenizer ceiling (needs ../shared)"
 	@echo "make train-phase1 / train-phase2   SFT / reward model on OUT's shards (GPU: OPT defaults; CPU: tiny model)"
+	@echo "make train-phase3 [UNSUP=PATH]    PPO from the phase 1 and 2 checkpoints (trains them first if missing)"
 
 $(VENV)/.dataprep: requirements/dataprep.txt packages/dataprep/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -69,7 +77,7 @@ $(VENV)/.test: $(VENV)/.trainer requirements/test.txt
 prepare: $(VENV)/.dataprep
 	$(VENV)/bin/dataprep prepare --data $(DATA) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) \
 		--split $(SPLIT) --seed $(SEED) --tokenizer $(TOKENIZER) \
-		--max-seq-len $(MAX_SEQ_LEN) --max-prompt-len $(MAX_PROMPT_LEN) --out $(OUT) $(PREPARE_ARGS)
+		--max-seq-len $(MAX_SEQ_LEN) --max-prompt-len $(MAX_PROMPT_LEN) $(if $(UNSUP),--unsup $(UNSUP)) --out $(OUT) $(PREPARE_ARGS)
 
 inspect: $(VENV)/.dataprep
 	$(VENV)/bin/dataprep inspect "$$(ls $(OUT)/phase1/train-*.arrow | head -n 1)"
@@ -91,6 +99,16 @@ train-phase1: $(VENV)/.trainer $(OUT)/manifest.json
 
 train-phase2: $(VENV)/.trainer $(OUT)/manifest.json
 	$(LAUNCH) packages/trainer/src/trainer/phase2_reward.py --shards $(OUT) --output_dir $(CKPT)/phase2 $(PHASE2_ARGS)
+
+train-phase3: $(VENV)/.trainer $(OUT)/manifest.json $(CKPT)/phase1/config.json $(CKPT)/phase2/config.json
+	$(LAUNCH) packages/trainer/src/trainer/phase3_ppo.py --shards $(OUT) --actor_model_name_or_path $(CKPT)/phase1 \
+		--critic_model_name_or_path $(CKPT)/phase2 --output_dir $(CKPT)/phase3 $(if $(UNSUP),--unsup_shards $(OUT)) $(PHASE3_ARGS)
+
+# Phase 3 starts from the checkpoints of phases 1 and 2: train them first when they are missing.
+$(CKPT)/phase1/config.json:
+	$(MAKE) train-phase1
+$(CKPT)/phase2/config.json:
+	$(MAKE) train-phase2
 
 # The shards the training targets read: `make prepare` writes them (with the same DATA/OUT).
 $(OUT)/manifest.json:

@@ -19,9 +19,15 @@ Output:
   DIR/phase1/{train,eval}-NNNNN-of-NNNNN.arrow   SFT: input_ids (prompt + chosen + EOS), prompt_len
   DIR/phase2/...                                 reward: chosen_input_ids, rejected_input_ids, prompt_len
   DIR/phase3/...                                 PPO: prompt_input_ids (<= --max-prompt-len)
+  DIR/unsup/train-*.arrow                        PTX (with --unsup): input_ids, --unsup-block tokens per row
   DIR/normalized/NAME.arrow                      canonical text rows with their side and phase
   DIR/dropped/NAME.arrow                         every dropped row with its reason
   DIR/manifest.json                              inputs, options, tokenizer, counts, shard hashes
+
+Blending (docs/blending.md): several --data datasets are blended as DeepSpeed-Chat does (each split
+on its own, then concatenated and shuffled with the seed); --data a:0.7 b:0.3 gives each phase part
+exact quotas (largest remainder, seeded samples, recorded in the manifest); --sft-only-data adds
+datasets to phase 1 only; --split-by prompt keeps every prompt in one phase and side.
 
 Re-running with the same inputs and options reuses DIR; any change rebuilds it.
 """
@@ -42,11 +48,26 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("prepare", help="normalize, split and tokenize into phase shards", description=PREPARE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", nargs="+", required=True, metavar="hh|PATH",
+    p.add_argument("--data", nargs="+", required=True, metavar="hh|PATH[:WEIGHT]",
                    help="datasets: the registered name 'hh' (Anthropic HH-RLHF) or local files/directories "
                         "(.jsonl, .jsonl.gz, .json, .parquet, .csv). Files named *test* are the eval side. "
-                        "Several datasets are blended as DeepSpeed-Chat does.")
-    p.add_argument("--data-dir", type=Path, metavar="DIR", help="local copy of a registered dataset (for hh: DIR/<subset>/{train,test}.jsonl.gz)")
+                        "Several datasets are blended as DeepSpeed-Chat does; NAME:WEIGHT on all of them "
+                        "(a:0.7 b:0.3) gives each phase part exact quotas instead (docs/blending.md).")
+    p.add_argument("--sft-only-data", nargs="+", default=[], metavar="hh|PATH",
+                   help="datasets for phase 1 only (DeepSpeed-Chat's sft_only_data_path): all of their rows, added "
+                        "after the phase-1 blend and shuffled in with the seed; 'rejected' may be missing")
+    p.add_argument("--split-by", choices=("row", "prompt"), default="row",
+                   help="split unit: row (DeepSpeed-Chat) or prompt: all pairs sharing a prompt (or SHP post) land "
+                        "in the same phase and side (default: %(default)s)")
+    p.add_argument("--data-dir", type=Path, metavar="DIR", help="local copy of a registered dataset in its native layout "
+                   "(for hh: DIR/<subset>/{train,test}.jsonl.gz; DIR/<hub id> or DIR/<name> when present); `dataprep datasets` lists them")
+    p.add_argument("--columns", type=_columns, metavar="NAME=COL,...",
+                   help="your files' columns: prompt=question,chosen=good,rejected=bad (also messages=COL for chat lists)")
+    p.add_argument("--template", choices=("hh", "chat"), default="hh",
+                   help="how chat-message lists become text: hh (\\n\\nHuman: ... \\n\\nAssistant:) or chat "
+                        "(the tokenizer's chat template) (default: %(default)s)")
+    p.add_argument("--shp-min-score-ratio", type=float, metavar="R", help="SHP: drop pairs whose score_ratio is below R (card: 2)")
+    p.add_argument("--shp-max-pairs-per-post", type=int, metavar="N", help="SHP: keep at most N pairs per post (card: 5)")
     p.add_argument("--revision", metavar="REV", help="hub revision (branch, tag or commit) for registered datasets")
     p.add_argument("--split", default="2,4,4", metavar="A,B,C", help="phase 1,2,3 weights, DeepSpeed-Chat's data_split (default: %(default)s)")
     p.add_argument("--seed", type=int, default=1234, help="split and blend seed (default: %(default)s)")
@@ -54,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eos-token", metavar="TOKEN", help="end-of-text token appended in phases 1 and 2 (default: the tokenizer's own)")
     p.add_argument("--max-seq-len", type=int, default=512, help="phases 1-2: keep the first N tokens (default: %(default)s)")
     p.add_argument("--max-prompt-len", type=int, default=256, help="phase 3: drop prompts longer than N tokens (default: %(default)s)")
+    p.add_argument("--unsup", nargs="+", default=[], metavar="PATH",
+                   help="phase 3's unsupervised (PTX) text: files or directories whose 'text' column (else first string column) "
+                        "is tokenized, joined with EOS and cut into --unsup-block token rows in DIR/unsup/")
+    p.add_argument("--unsup-block", type=int, default=512, metavar="N",
+                   help="tokens per PTX row; DeepSpeed-Chat uses max_prompt_seq_len + max_answer_seq_len (default: %(default)s)")
     p.add_argument("--shard-size-mb", type=int, default=256, help="upper bound on token bytes per shard (default: %(default)s)")
     p.add_argument("--workers", type=int, default=0, metavar="N",
                    help="tokenizer threads (default: all cores); the output is byte-identical whatever N is")
@@ -73,7 +99,19 @@ def build_parser() -> argparse.ArgumentParser:
                                    "manifest's own hash and that no file is missing or extra. Exit 1 on any problem.")
     v.add_argument("out", type=Path, metavar="DIR", help="an output directory written by prepare")
     v.add_argument("--json", action="store_true", help="machine-readable output")
+
+    d = sub.add_parser("datasets", help="list the registered datasets: name, hub id, native columns, phases")
+    d.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
+
+
+def _columns(text: str) -> dict[str, str]:
+    from dataprep.sources.options import parse_columns
+
+    try:
+        return parse_columns(text)
+    except DataprepError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
             return _prepare(args)
         if args.command == "verify":
             return _verify(args)
+        if args.command == "datasets":
+            return _datasets(args)
         return _inspect(args)
     except DataprepError as exc:
         print(f"dataprep {args.command}: error: {exc}", file=sys.stderr)
@@ -112,6 +152,8 @@ def _prepare(args: argparse.Namespace) -> int:
         seed=args.seed,
         max_seq_len=args.max_seq_len,
         max_prompt_len=args.max_prompt_len,
+        unsup=args.unsup,
+        unsup_block=args.unsup_block,
         data_dir=args.data_dir,
         revision=args.revision,
         eos_token=args.eos_token,
@@ -119,6 +161,12 @@ def _prepare(args: argparse.Namespace) -> int:
         workers=args.workers or None,
         strict=args.strict,
         force=args.force,
+        sft_only_data=args.sft_only_data,
+        columns=args.columns,
+        template=args.template,
+        shp_min_score_ratio=args.shp_min_score_ratio,
+        shp_max_pairs_per_post=args.shp_max_pairs_per_post,
+        split_by=args.split_by,
         progress=not (args.quiet or args.json),
     )
     result = prepare(opts)
@@ -137,9 +185,31 @@ def _prepare(args: argparse.Namespace) -> int:
         carve = f", carved {d['carve']['split']} from {d['carve']['from']}" if d["carve"] else ""
         rows = ", ".join(f"{s} {n}" for s, n in d["rows"].items())
         drops = ", ".join(f"{k} {v}" for k, v in dropped.items()) or "none"
-        print(f"{d['name']}: {len(d['files'])} files, rows {rows}{carve}; dropped while parsing: {drops}")
+        role = " (sft-only: phase 1)" if d.get("role") == "sft_only" else ""
+        print(f"{d['name']}{role}: {len(d['files'])} files, rows {rows}{carve}; dropped while parsing: {drops}{report.groups_note(d)}")
+    if "unsup" in m:
+        u = m["unsup"]
+        drops = ", ".join(f"{k} {v}" for k, v in u["dropped"].items()) or "none"
+        print(f"unsup: {u['rows_in']} documents, kept {u['kept']}, dropped {drops}; {u['blocks']} blocks of {u['block']} tokens "
+              f"({u['tail_tokens']} tokens of the last partial block left out)")
     if not result.reused:
         print(f"wrote {result.out} in {m['run']['seconds']:.1f}s (manifest: {result.out / 'manifest.json'})")
+    return 0
+
+
+def _datasets(args: argparse.Namespace) -> int:
+    from dataprep.sources.catalog import listing
+
+    entries = listing()
+    if args.json:
+        print(json.dumps(entries, indent=2, ensure_ascii=False))
+        return 0
+    for e in entries:
+        names = ", ".join([e["name"], *e["aliases"]])
+        splits = "/".join(e["splits"]["train"]) + " | " + ("/".join(e["splits"]["eval"]) or "carved 9:1")
+        phases = ",".join(map(str, e["phases"])) + (" (SFT-only)" if 2 not in e["phases"] else "")
+        print(f"{names}\n  hub: {e['hub_id'] or '(local only: --data-dir)'}   splits: {splits}   phases: {phases}\n"
+              f"  columns: {e['native_columns']}\n  text: {e['formatting']}")
     return 0
 
 

@@ -16,7 +16,7 @@ from dataprep.verify import check_shard, find_listing
 def inspect(path: Path, rows: int = 3) -> dict:
     """A JSON-able description of the shard; `decoded` holds the first rows as text when the
     tokenizer named by the output's manifest can be loaded and still has the shard's fingerprint.
-    A shard inside OUT/phaseN/ must be listed by OUT's manifest (a killed or running build's files
+    A shard inside OUT/phaseN/ (or OUT/unsup/) must be listed by OUT's manifest (a killed or running build's files
     are refused); a shard copied elsewhere is read on its own."""
     if not path.is_file():
         raise DataprepError(f"{path}: no such file")
@@ -57,7 +57,7 @@ def inspect(path: Path, rows: int = 3) -> dict:
     return info
 
 
-def _row(table: pa.Table, i: int, phase: int, decoder) -> dict:
+def _row(table: pa.Table, i: int, phase: int | str, decoder) -> dict:
     row = {"row_id": table.column("row_id")[i].as_py(), "source": table.column("source")[i].as_py()}
     if "prompt_len" in table.column_names:
         row["prompt_len"] = table.column("prompt_len")[i].as_py()
@@ -91,6 +91,7 @@ def render(info: dict) -> str:
         f"rows        {info['rows']} in {info['record_batches']} record batches, {info['bytes'] / 1e6:.2f} MB",
         "schema      " + ", ".join(f"{k}: {v}" for k, v in info["schema"].items()),
         f"tokenizer   fingerprint {meta['tokenizer_fingerprint'][:16]}...  eos {meta['eos_id']}  bos {meta['bos_id']}  pad {meta['pad_id']}",
+        f"block       {meta['block']} tokens per row (PTX)" if "block" in meta else
         f"limits      max_seq_len {meta['max_seq_len']}  max_prompt_len {meta['max_prompt_len']}",
     ]
     for col, s in info["tokens"].items():

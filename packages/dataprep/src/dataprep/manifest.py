@@ -121,3 +121,15 @@ def commit(staging: Path, out: Path, manifest: dict, subdirs: tuple[str, ...]) -
     tmp = staging / NAME
     tmp.write_text(json.dumps(manifest, indent=2) + "\n")
     os.replace(tmp, out / NAME)
+
+
+def part_dir(phase: int | str) -> str:
+    """The output subdirectory of a part's shards: phase1..phase3, or unsup (phase 3's PTX blocks)."""
+    return "unsup" if phase == "unsup" else f"phase{phase}"
+
+
+def part_listing(manifest: dict, phase: int | str, side: str) -> dict | None:
+    """The manifest's record (counts and shards) of one phase and side, or None when it was not built."""
+    if phase == "unsup":
+        return manifest.get("unsup") if side == "train" else None
+    return manifest.get("phases", {}).get(str(phase), {}).get(side)

@@ -26,7 +26,8 @@ import pyarrow.compute as pc
 from dataprep.tokenizer import Tokenizer
 
 PHASES = (1, 2, 3)
-TOKEN_COLUMNS = {1: ("input_ids",), 2: ("chosen_input_ids", "rejected_input_ids"), 3: ("prompt_input_ids",)}
+# "unsup": phase 3's unsupervised (PTX) blocks, see unsup.py.
+TOKEN_COLUMNS = {1: ("input_ids",), 2: ("chosen_input_ids", "rejected_input_ids"), 3: ("prompt_input_ids",), "unsup": ("input_ids",)}
 
 
 def token_type(vocab_size: int) -> pa.DataType:
@@ -34,7 +35,7 @@ def token_type(vocab_size: int) -> pa.DataType:
     return pa.uint16() if vocab_size <= 1 << 16 else pa.int32()
 
 
-def phase_schema(phase: int, ids: pa.DataType) -> pa.Schema:
+def phase_schema(phase: int | str, ids: pa.DataType) -> pa.Schema:
     fields = [pa.field("row_id", pa.int64()), pa.field("source", pa.string())]
     fields += [pa.field(name, pa.list_(ids)) for name in TOKEN_COLUMNS[phase]]
     if phase in (1, 2):

@@ -17,10 +17,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm import tqdm
 
-from dataprep import shards
+from dataprep import grouping, shards
 from dataprep.errors import DataprepError
 from dataprep.phases import PHASES
 from dataprep.sources import CANONICAL, SIDES, Dataset, iter_canonical
+from dataprep.sources.options import AdapterOptions
 from dataprep.split import CARVE_SPLIT, split_indices
 
 # Rows per record batch of the pool file. Phase parts are read in DeepSpeed-Chat's (random) order, so a
@@ -46,6 +47,8 @@ class Pool:
     side_of: np.ndarray  # int8 per row: SIDE_CODE after the carve
     phase_of: np.ndarray  # int8 per row: the phase its split part feeds
     batch_starts: np.ndarray  # first row of each record batch in the file, and the row count at the end
+    keys: np.ndarray  # uint64 group key per row (grouping.row_keys): --split-by prompt and the overlap report
+    parsed: np.ndarray  # bool per row: kept while parsing
 
     def take(self, index: np.ndarray) -> pa.Table:
         """Copies of the rows at `index`, in that order."""
@@ -72,8 +75,9 @@ def dropped_rows(rows: pa.Table, reasons: list[str] | None = None) -> pa.Table:
     return pa.table({**columns, "reason": reason}).select(DROPPED_SCHEMA.names).cast(DROPPED_SCHEMA)
 
 
-def build_pool(dataset: Dataset, described: dict, wanted: list[int], staging: Path, opts) -> Pool:
-    path = _write_pool(dataset, described, staging, opts)
+def build_pool(dataset: Dataset, described: dict, wanted: list[int], staging: Path, opts, pins: grouping.Pins | None = None) -> Pool:
+    """Write the pool and split it: by row (DeepSpeed-Chat), or with `pins` by prompt group (grouping.py)."""
+    path, keys, parsed = _write_pool(dataset, described, staging, opts)
     # Which rows are which side follows from the files' order and row counts: no need to read the pool.
     by_side: dict[str, list[np.ndarray]] = {}
     offset = 0
@@ -84,6 +88,9 @@ def build_pool(dataset: Dataset, described: dict, wanted: list[int], staging: Pa
     starts = shards.batch_starts(size, POOL_BATCH_ROWS)  # the writer's exact batches
     by_side = {s: np.concatenate(parts) for s, parts in by_side.items() if sum(len(p) for p in parts)}
     described["rows"] = {s: len(ix) for s, ix in by_side.items()}
+    if pins is not None:
+        side_of, phase_of, parts = grouping.split_groups(dataset.name, keys, by_side, wanted, described, opts, pins)
+        return Pool(dataset.name, path, parts, side_of, phase_of, starts, keys, parsed)
     if len(by_side) == 1:
         # Like DeepSpeed-Chat's train-only datasets: carve the one side 9:1 into train and eval first.
         (only, ix), = by_side.items()
@@ -103,15 +110,17 @@ def build_pool(dataset: Dataset, described: dict, wanted: list[int], staging: Pa
         parts[side] = [ix[p] for p in _split_side(dataset.name, side, len(ix), wanted, described, opts)]
         for phase, rows in zip(PHASES, parts[side]):
             phase_of[rows] = phase
-    return Pool(dataset.name, path, parts, side_of, phase_of, starts)
+    return Pool(dataset.name, path, parts, side_of, phase_of, starts, keys, parsed)
 
 
-def _write_pool(dataset: Dataset, described: dict, staging: Path, opts) -> Path:
+def _write_pool(dataset: Dataset, described: dict, staging: Path, opts) -> tuple[Path, np.ndarray, np.ndarray]:
+    """The pool file, and per row its group key and whether it was kept while parsing."""
+    keys, parsed = [], []
     writer = shards.ArrowFile(staging / f".pool-{dataset.name}.arrow", POOL_SCHEMA, rows_per_batch=POOL_BATCH_ROWS)
     bar = tqdm(desc=f"read {dataset.name}", unit="row", disable=None if opts.progress else True)
     for file, record in zip(dataset.files, described["files"]):
         record["rows"], record["dropped"] = 0, {}
-        for canonical, adapter in iter_canonical(dataset, file, strict=opts.strict):
+        for canonical, adapter in iter_canonical(dataset, file, opts.adapters or AdapterOptions(strict=opts.strict)):
             n = canonical.num_rows
             record["adapter"] = adapter
             for reason, count in count_reasons(canonical.column("drop_reason")).items():
@@ -119,11 +128,17 @@ def _write_pool(dataset: Dataset, described: dict, staging: Path, opts) -> Path:
             ids = pa.array(np.arange(record["rows"], record["rows"] + n, dtype=np.int64))
             meta = pa.table({"row_id": ids, "source": pa.array([file.source] * n, pa.string())})
             writer.write(pa.Table.from_arrays(meta.columns + canonical.columns, schema=POOL_SCHEMA))
+            keys.append(grouping.row_keys(canonical, file.source, record["rows"]))
+            parsed.append(pc.is_null(canonical.column("drop_reason")).to_numpy(zero_copy_only=False))
             record["rows"] += n
             bar.update(n)
         record["dropped"] = dict(sorted(record["dropped"].items()))
     bar.close()
-    return writer.close()
+    return writer.close(), _joined(keys, np.uint64), _joined(parsed, bool)
+
+
+def _joined(arrays: list[np.ndarray], dtype) -> np.ndarray:
+    return np.concatenate(arrays).astype(dtype, copy=False) if arrays else np.zeros(0, dtype)
 
 
 def _split_side(name: str, side: str, size: int, wanted: list[int], described: dict, opts) -> list[np.ndarray]:

@@ -7,7 +7,8 @@ The pipeline, top to bottom:
      (drops counted by reason), carve 9,1 when there is only one side, split each side by --split;
      write normalized/ and the parse-time part of dropped/;
   3. per phase and side: take each dataset's part from its pool in DeepSpeed-Chat's order, chunk by
-     chunk, tokenize, blend the datasets (concatenate, then a seeded shuffle, as DeepSpeed-Chat does)
+     chunk, tokenize, blend the datasets (concatenate, then a seeded shuffle, as DeepSpeed-Chat does;
+     weighted quotas and SFT-only data in blend.py)
      and stream the rows into shards;
   4. write the manifest, then move everything into place.
 Memory stays bounded: text and tokens move through in chunks; only per-row index arrays are whole.
@@ -25,7 +26,7 @@ import shutil
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -34,16 +35,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm import tqdm
 
-from dataprep import FORMAT_VERSION, __version__, faults, locking, manifest as mf, shards
+from dataprep import FORMAT_VERSION, __version__, blend, faults, grouping, locking, manifest as mf, shards, unsup
 from dataprep.errors import DataprepError
 from dataprep.phases import PHASES, TOKEN_COLUMNS, encode_phase, length_stats, phase_schema, token_lengths, token_type
 from dataprep.pool import DROPPED_SCHEMA, POOL_BATCH_ROWS, POOL_SCHEMA, Pool, build_pool, count_reasons, dropped_rows
 from dataprep.sources import SIDES, Dataset, resolve
-from dataprep.split import parse_split, shuffle_index
+from dataprep.sources.options import AdapterOptions, from_prepare as adapter_options
+from dataprep.split import parse_split
 from dataprep.tokenizer import Tokenizer, load_tokenizer
 
 ENCODE_CHUNK = 2048  # rows per tokenizer call: large enough for the Rust thread pool, small for progress
-OUTPUT_DIRS = ("phase1", "phase2", "phase3", "normalized", "dropped")  # commit order
+SFT_ONLY_SPLIT = "10,0,0"  # DeepSpeed-Chat's split for sft_only_data_path: all of each side to phase 1
+OUTPUT_DIRS = ("phase1", "phase2", "phase3", unsup.PART, "normalized", "dropped")  # commit order
 
 
 @dataclass
@@ -68,6 +71,8 @@ class PrepareOptions:
     template: str = "hh"  # "hh" (Human/Assistant text) | "chat" (the tokenizer's chat template)
     shp_min_score_ratio: float | None = None
     shp_max_pairs_per_post: int | None = None
+    # Set by prepare() from the options above and the tokenizer (its chat template); not an option itself.
+    adapters: AdapterOptions | None = field(default=None, repr=False)
     # Blending options (issue 3).
     sft_only_data: list[str] = field(default_factory=list)  # phase 1 only, DeepSpeed-Chat's sft_only_data_path
     split_by: str = "row"  # "row" (DeepSpeed-Chat) | "prompt" (rows sharing a prompt/group stay together)
@@ -86,10 +91,14 @@ class PrepareOptions:
             "shard_bytes": self.shard_bytes,
             "columns": self.columns,
             "template": self.template,
+            # The template's text decides the rendered rows: a changed template must rebuild.
+            **({"chat_template_sha256": self.adapters.chat_template_sha256} if self.adapters and self.adapters.chat_template else {}),
             "shp_min_score_ratio": self.shp_min_score_ratio,
             "shp_max_pairs_per_post": self.shp_max_pairs_per_post,
             "sft_only_data": self.sft_only_data,
             "split_by": self.split_by,
+            # The datasets' contents are keyed through the inputs; their --data weights only here.
+            "data_weights": _weights_key(self.data),
             "unsup": self.unsup,
             "unsup_block": self.unsup_block,
         }
@@ -110,8 +119,11 @@ def prepare(opts: PrepareOptions, log: Callable[[str], None] = lambda msg: print
 
     datasets = _resolve_all(opts)
     tokenizer = load_tokenizer(opts.tokenizer, eos_token=opts.eos_token, workers=opts.workers)
-    inputs = [mf.describe_inputs(d) for d in datasets]
-    key = mf.cache_key(inputs, tokenizer, opts.key_fields())
+    opts = replace(opts, adapters=adapter_options(opts, tokenizer, datasets))
+    inputs = [{**mf.describe_inputs(d), "role": role} for d, role in zip(datasets, _roles(opts))]
+    unsup_sets = unsup.resolve(opts.unsup)
+    unsup_inputs = [{**mf.describe_inputs(d), "role": "unsup"} for d in unsup_sets]
+    key = mf.cache_key(inputs + unsup_inputs, tokenizer, opts.key_fields())
     if not opts.force and mf.is_complete(opts.out, key):
         return Result(mf.read(opts.out), reused=True, out=opts.out)
 
@@ -126,6 +138,8 @@ def prepare(opts: PrepareOptions, log: Callable[[str], None] = lambda msg: print
             staging.mkdir()
             try:
                 manifest = _build(opts, datasets, inputs, tokenizer, key, wanted, staging)
+                if unsup_sets:
+                    manifest["unsup"] = _build_unsup(opts, unsup_sets, unsup_inputs, tokenizer, staging)
                 manifest = mf.finish(manifest, {"created": _now(), "seconds": round(time.perf_counter() - started, 2)})
                 mf.commit(staging, opts.out, manifest, OUTPUT_DIRS)
             finally:
@@ -155,15 +169,27 @@ def _check_options(opts: PrepareOptions) -> None:
         raise DataprepError(f"--max-seq-len {opts.max_seq_len}: must be at least 2")
     if opts.max_prompt_len < 1:
         raise DataprepError(f"--max-prompt-len {opts.max_prompt_len}: must be at least 1")
+    if opts.unsup_block < 2:
+        raise DataprepError(f"--unsup-block {opts.unsup_block}: must be at least 2 tokens")
     if opts.out.exists() and not opts.out.is_dir():
         raise DataprepError(f"--out {opts.out}: exists and is not a directory")
+    if opts.split_by not in ("row", "prompt"):
+        raise DataprepError(f"--split-by {opts.split_by}: expected row or prompt")
+    if opts.sft_only_data and parse_split(opts.split)[0] == 0:
+        raise DataprepError(f"--sft-only-data feeds phase 1 only, but --split {opts.split} builds no phase 1; drop it or give phase 1 a weight")
+
+
+def _weights_key(data: list[str]) -> list[float] | None:
+    weights = blend.parse_data(data)[1]
+    return None if weights is None else [float(w) for w in weights]
 
 
 def _resolve_all(opts: PrepareOptions) -> list[Dataset]:
     if not opts.data:
         raise DataprepError("--data: give at least one dataset (hh, or a file or directory)")
+    blend.check_sft_only(opts.sft_only_data)
     datasets, seen = [], set()
-    for spec in opts.data:
+    for spec in blend.parse_data(opts.data)[0] + opts.sft_only_data:  # --data first: _roles relies on it
         d = resolve(spec, opts.data_dir, opts.revision)
         name, n = d.name, 2
         while name in seen:  # two inputs with the same base name get distinct table names
@@ -173,12 +199,20 @@ def _resolve_all(opts: PrepareOptions) -> list[Dataset]:
     return datasets
 
 
+def _roles(opts: PrepareOptions) -> list[str]:
+    """Each resolved dataset's role, in _resolve_all's order: --data, then --sft-only-data (phase 1 only)."""
+    return ["data"] * len(opts.data) + ["sft_only"] * len(opts.sft_only_data)
+
+
 def _build(opts, datasets, inputs, tokenizer: Tokenizer, key, wanted, staging: Path) -> dict:
     for sub in ["normalized", "dropped"] + [f"phase{p}" for p in wanted]:
         (staging / sub).mkdir()
     pools, dropped, tables = [], [], []
+    pins = grouping.Pins() if opts.split_by == "prompt" else None  # groups placed so far, across datasets
     for dataset, described in zip(datasets, inputs):
-        pool = build_pool(dataset, described, wanted, staging, opts)
+        sft_only = described["role"] == "sft_only"  # split 10,0,0: all of each side to phase 1
+        pool = build_pool(dataset, described, [1] if sft_only else wanted, staging,
+                          replace(opts, split=SFT_ONLY_SPLIT) if sft_only else opts, pins)
         # Text tables for auditing, zstd-compressed (they are read whole, never memory-mapped row by row).
         normalized = shards.ArrowFile(staging / "normalized" / f"{dataset.name}.arrow", _normalized_schema(), compression="zstd")
         drops = shards.ArrowFile(staging / "dropped" / f"{dataset.name}.arrow", DROPPED_SCHEMA, compression="zstd")
@@ -190,9 +224,12 @@ def _build(opts, datasets, inputs, tokenizer: Tokenizer, key, wanted, staging: P
         dropped.append(drops)
         faults.checkpoint("normalized")
     phases = {}
+    mix = blend.Mix(blend.parse_data(opts.data)[1], main=len(opts.data))
     for phase in wanted:
+        members = _members(inputs, phase)
         for side in SIDES:
-            phases.setdefault(str(phase), {})[side] = _build_phase(phase, side, pools, dropped, tokenizer, opts, staging)
+            phases.setdefault(str(phase), {})[side] = _build_phase(
+                phase, side, [pools[i] for i in members], [dropped[i] for i in members], tokenizer, opts, staging, mix)
     for drops in dropped:
         tables.append(_file_record(staging, drops.close(), drops.rows))
     return {
@@ -205,8 +242,20 @@ def _build(opts, datasets, inputs, tokenizer: Tokenizer, key, wanted, staging: P
         "libraries": mf.libraries(),
         "inputs": inputs,
         "phases": phases,
+        "prompt_overlap": _prompt_overlap(pools, inputs, wanted, opts.split_by),
         "tables": {sub: sorted((t for t in tables if t["file"].startswith(sub + "/")), key=lambda t: t["file"]) for sub in ("normalized", "dropped")},
     }
+
+
+def _build_unsup(opts, datasets: list[Dataset], inputs: list[dict], tokenizer: Tokenizer, staging: Path) -> dict:
+    """Phase 3's unsupervised (PTX) blocks, from --unsup (see unsup.py)."""
+    (staging / unsup.PART).mkdir()
+    meta = {"format_version": FORMAT_VERSION, "tokenizer_fingerprint": tokenizer.fingerprint, "eos_id": tokenizer.eos_id,
+            "bos_id": tokenizer.bos_id, "pad_id": tokenizer.pad_id}
+    built = unsup.build(datasets, tokenizer, opts.unsup_block, staging / unsup.PART, meta, opts.shard_bytes, opts.strict)
+    paths, rows = built.pop("paths"), built.pop("rows")
+    faults.checkpoint("shard")
+    return {"inputs": inputs, **built, "shards": [_file_record(staging, p, n) for p, n in zip(paths, rows)]}
 
 
 def _normalized_schema() -> pa.Schema:
@@ -214,55 +263,37 @@ def _normalized_schema() -> pa.Schema:
     return pa.schema([POOL_SCHEMA.field(n) for n in names] + [("side", pa.string()), ("phase", pa.int8())])
 
 
-def _build_phase(phase: int, side: str, pools: list[Pool], dropped: list, tokenizer: Tokenizer, opts, staging: Path) -> dict:
+def _build_phase(phase: int, side: str, pools: list[Pool], dropped: list, tokenizer: Tokenizer, opts, staging: Path,
+                 mix: blend.Mix) -> dict:
     """Tokenize every dataset's part of one phase and side, blend, and stream the rows into shards."""
     ids = token_type(tokenizer.vocab_size)
+    schema = phase_schema(phase, ids)
     meta = {"format_version": FORMAT_VERSION, "phase": phase, "side": side, "tokenizer_fingerprint": tokenizer.fingerprint,
             "eos_id": tokenizer.eos_id, "bos_id": tokenizer.bos_id, "pad_id": tokenizer.pad_id,
             "max_seq_len": opts.max_seq_len, "max_prompt_len": opts.max_prompt_len}
-    writer = shards.ShardWriter(staging / f"phase{phase}", side, phase_schema(phase, ids), meta, opts.shard_bytes)
-    # Several datasets: each one's tokenized part goes to one staging file, shuffled together at the end.
-    blend = shards.ArrowFile(staging / f".blend-{phase}-{side}.arrow", phase_schema(phase, ids), rows_per_batch=POOL_BATCH_ROWS) if len(pools) > 1 else None
-    sink = blend or writer
-    by_dataset, lengths, truncated = {}, {c: [] for c in TOKEN_COLUMNS[phase]}, 0
+    writer = shards.ShardWriter(staging / f"phase{phase}", side, schema, meta, opts.shard_bytes)
+    lengths = {c: [] for c in TOKEN_COLUMNS[phase]}
+
+    def emit(table: pa.Table) -> None:  # token lengths of what the shards hold, repeats included
+        for column in lengths:
+            lengths[column].append(token_lengths(table.column(column)))
+        writer.write(table)
+
+    # Several datasets, or weights: each part goes to one staging file, blended at the end (blend.py).
+    staged = None
+    if len(pools) > 1 or mix.weights is not None:
+        staged = shards.ArrowFile(staging / f".blend-{phase}-{side}.arrow", schema, rows_per_batch=POOL_BATCH_ROWS)
+    by_dataset, kept_at, truncated = {}, [], 0
     total = sum(len(pool.parts[side][phase - 1]) for pool in pools)
     bar = tqdm(total=total, desc=f"phase {phase} {side}", unit="row", disable=None if opts.progress else True)
     for pool, drops in zip(pools, dropped):
-        index = pool.parts[side][phase - 1]
-        counts: dict[str, int] = {}
-        kept = 0
-        def encode(chunk: np.ndarray, pool=pool):
-            rows = pool.take(chunk)
-            reasons = count_reasons(rows.column("drop_reason"))
-            rows = rows.filter(pc.is_null(rows.column("drop_reason")))
-            return len(chunk), reasons, rows, encode_phase(phase, tokenizer, rows, opts.max_seq_len, opts.max_prompt_len)
-
-        chunks = (index[start : start + ENCODE_CHUNK] for start in range(0, len(index), ENCODE_CHUNK))
-        for n, reasons, rows, enc in _in_order(encode, chunks):
-            _add(counts, reasons)
-            if enc.dropped:
-                positions, why = zip(*enc.dropped.items())
-                annotated = rows.take(list(positions))
-                annotated = annotated.append_column("side", pa.array([side] * len(positions), pa.string()))
-                annotated = annotated.append_column("phase", pa.array([phase] * len(positions), pa.int8()))
-                drops.write(dropped_rows(annotated, list(why)))
-                _add(counts, {r: why.count(r) for r in set(why)})
-            for column in lengths:
-                lengths[column].append(token_lengths(enc.table.column(column)))
-            sink.write(enc.table)
-            truncated += enc.truncated
-            kept += enc.table.num_rows
-            bar.update(n)
-        by_dataset[pool.name] = {"rows_in": len(index), "kept": kept, "dropped": dict(sorted(counts.items()))}
+        info, positions, n_truncated = _tokenize_part(phase, side, pool, drops, tokenizer, opts, staged.write if staged else emit, bar)
+        by_dataset[pool.name] = info
+        kept_at.append(positions)
+        truncated += n_truncated
     bar.close()
-    if blend:
-        # Blending, as DeepSpeed-Chat: concatenate the datasets' parts, then one shuffle with the seed.
-        path, rows = blend.close(), blend.rows
-        order = shuffle_index(opts.seed, rows)
-        starts = shards.batch_starts(rows, POOL_BATCH_ROWS)
-        for start in range(0, len(order), ENCODE_CHUNK):
-            writer.write(shards.take_rows(path, starts, order[start : start + ENCODE_CHUNK], phase_schema(phase, ids)))
-        path.unlink()
+    if staged:
+        _blend(phase, side, staged, pools, dropped, kept_at, by_dataset, schema, emit, opts, mix)
     dropped_total: dict[str, int] = {}
     for info in by_dataset.values():
         _add(dropped_total, info["dropped"])
@@ -278,11 +309,92 @@ def _build_phase(phase: int, side: str, pools: list[Pool], dropped: list, tokeni
         "rows_in": sum(info["rows_in"] for info in by_dataset.values()),
         "kept": kept_total,
         "dropped": dict(sorted(dropped_total.items())),
+        "repeated": sum(info.get("repeated", 0) for info in by_dataset.values()),  # rows_in + repeated = kept + dropped
         "truncated": truncated,
         "by_dataset": by_dataset,
         "tokens": {c: length_stats(np.concatenate(v)) for c, v in lengths.items()},
         "shards": [_file_record(staging, p, n) for p, n in zip(paths, writer.rows)],
     }
+
+
+def _tokenize_part(phase: int, side: str, pool: Pool, drops: shards.ArrowFile, tokenizer: Tokenizer, opts,
+                   sink: Callable[[pa.Table], None], bar) -> tuple[dict, np.ndarray, int]:
+    """One dataset's part of a phase and side, tokenized chunk by chunk into `sink`, its drops written to
+    `drops`. Returns its counts, the pool positions of the rows it kept (in sink order), and how many
+    of those were truncated."""
+    index = pool.parts[side][phase - 1]
+    counts: dict[str, int] = {}
+    kept: list[np.ndarray] = []
+    truncated = 0
+
+    def encode(chunk: np.ndarray):
+        rows = pool.take(chunk)
+        reasons = count_reasons(rows.column("drop_reason"))
+        parsed = pc.is_null(rows.column("drop_reason"))
+        positions = chunk[parsed.to_numpy(zero_copy_only=False)]
+        rows = rows.filter(parsed)
+        return len(chunk), reasons, rows, positions, encode_phase(phase, tokenizer, rows, opts.max_seq_len, opts.max_prompt_len)
+
+    chunks = (index[start : start + ENCODE_CHUNK] for start in range(0, len(index), ENCODE_CHUNK))
+    for n, reasons, rows, positions, enc in _in_order(encode, chunks):
+        _add(counts, reasons)
+        if enc.dropped:
+            where, why = list(enc.dropped), list(enc.dropped.values())
+            _write_drops(drops, rows.take(where), side, phase, why)
+            _add(counts, {r: why.count(r) for r in set(why)})
+            positions = np.delete(positions, where)
+        sink(enc.table)
+        kept.append(positions)
+        truncated += enc.truncated
+        bar.update(n)
+    positions = np.concatenate(kept) if kept else np.zeros(0, np.int64)
+    return {"rows_in": len(index), "kept": len(positions), "dropped": dict(sorted(counts.items()))}, positions, truncated
+
+
+def _blend(phase: int, side: str, staged: shards.ArrowFile, pools: list[Pool], dropped: list, kept_at: list[np.ndarray],
+           by_dataset: dict, schema: pa.Schema, emit: Callable[[pa.Table], None], opts, mix: blend.Mix) -> None:
+    """Stream the staged parts into the shards in the blend's order (blend.plan). When weighted, each
+    dataset's record gets its quota; rows left out are dropped as `over_quota` (and written to
+    dropped/), repeats are counted as `repeated`."""
+    path, rows = staged.close(), staged.rows
+    names = [pool.name for pool in pools]
+    plan = blend.plan(opts.seed, phase, side, names, [len(k) for k in kept_at], mix)
+    starts = shards.batch_starts(rows, POOL_BATCH_ROWS)
+    for start in range(0, len(plan.order), ENCODE_CHUNK):
+        emit(shards.take_rows(path, starts, plan.order[start : start + ENCODE_CHUNK], schema))
+    path.unlink()
+    for i, record in enumerate(plan.records or []):
+        info = by_dataset[names[i]]
+        info.update(kept=record["quota"], repeated=record["repeated"], blend=record)
+        if record["left_out"]:
+            info["dropped"] = dict(sorted({**info["dropped"], "over_quota": record["left_out"]}.items()))
+            left = kept_at[i][plan.left_out[i]]
+            for start in range(0, len(left), ENCODE_CHUNK):
+                chunk = pools[i].take(left[start : start + ENCODE_CHUNK])
+                _write_drops(dropped[i], chunk, side, phase, ["over_quota"] * chunk.num_rows)
+
+
+def _write_drops(drops: shards.ArrowFile, rows: pa.Table, side: str, phase: int, reasons: list[str]) -> None:
+    """Phase-level drops into dropped/: the pool rows, where they were headed, and why."""
+    rows = rows.append_column("side", pa.array([side] * rows.num_rows, pa.string()))
+    rows = rows.append_column("phase", pa.array([phase] * rows.num_rows, pa.int8()))
+    drops.write(dropped_rows(rows, reasons))
+
+
+def _members(inputs: list[dict], phase: int) -> list[int]:
+    """The datasets a phase blends: every --data dataset, and in phase 1 the --sft-only-data ones too."""
+    return [i for i, d in enumerate(inputs) if d.get("role") == "data" or (phase == 1 and d.get("role") == "sft_only")]
+
+
+def _prompt_overlap(pools: list[Pool], inputs: list[dict], wanted: list[int], split_by: str) -> dict:
+    """Distinct prompts (groups) shared between phases and between train and eval, over the rows each
+    built part receives after parsing; zero with --split-by prompt, DeepSpeed-Chat's leak without."""
+    cells = []
+    for pool, described in zip(pools, inputs):
+        used = [1] if described.get("role") == "sft_only" else wanted
+        rows = pool.parsed & np.isin(pool.phase_of, used)
+        cells.append((pool.keys[rows], pool.side_of[rows], pool.phase_of[rows]))
+    return {"split_by": split_by, **grouping.prompt_overlap(cells, wanted)}
 
 
 def _in_order(fn, items, depth: int = 2):

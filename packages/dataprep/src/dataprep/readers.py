@@ -132,6 +132,23 @@ def _starts_with_bracket(path: Path) -> bool:
     return head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"[")
 
 
+def first_row(path: Path) -> dict:
+    """The first row as Python values, to tell a file's layout before reading it (e.g. whether
+    `chosen` holds text or a message list); {} when it cannot be read: the full pass says why."""
+    name = path.name
+    try:
+        if name.endswith(".parquet"):
+            batch = next(pq.ParquetFile(path).iter_batches(batch_size=1), None)
+            return batch.to_pylist()[0] if batch is not None and batch.num_rows else {}
+        if name.endswith((".json", ".json.gz", ".jsonl", ".jsonl.gz")):
+            rows = _json_array(path) if name.endswith((".json", ".json.gz")) and _starts_with_bracket(path) else _json_lines(path)
+            row = next((obj for _, obj in rows), None)
+            return row if isinstance(row, dict) else {}
+    except (DataprepError, OSError, EOFError, zlib.error, pa.ArrowInvalid):
+        pass
+    return {}  # CSV holds text only
+
+
 def _json_lines_tables(path: Path, string_fields: tuple[str, ...], strict: bool) -> Iterator[pa.Table]:
     delivered = 0
     try:
@@ -208,7 +225,8 @@ def _from_rows(rows: list[tuple[str, object]], string_fields: tuple[str, ...], s
             elif value is not None and key not in string_fields:
                 kind = type(value).__name__
                 seen = first_kind.setdefault(key, (kind, where))
-                if seen[0] != kind:
+                # JSON writes 0 and 0.5 alike as numbers: int and float mix into one float column.
+                if seen[0] != kind and {seen[0], kind} != {"int", "float"}:
                     raise DataprepError(f"{where}: field '{key}' is {kind} but {seen[1]} holds {seen[0]}; make the column one type")
             values.append(value)
         invalid.append(mark)

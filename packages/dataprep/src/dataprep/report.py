@@ -26,7 +26,37 @@ def prepare_summary(manifest: dict) -> str:
     if reasons:
         drops = [[r] + [by.get(c, 0) for c in columns] for r, by in sorted(reasons.items())]
         out += "\n\n" + table(drops, ["dropped because"] + columns)
+    quotas = quota_rows(manifest)
+    if quotas:
+        out += "\n\n" + table(quotas, ["phase", "side", "dataset", "weight", "available", "quota", "taken", "repeated", "left out"])
+    if "prompt_overlap" in manifest:
+        out += "\n\n" + overlap_line(manifest["prompt_overlap"])
     return out
+
+
+def quota_rows(manifest: dict) -> list[list]:
+    """One row per phase, side and weighted dataset: what its weight asked for and what it gave."""
+    rows = []
+    for phase, sides in manifest["phases"].items():
+        for side, info in sides.items():
+            for name, d in info["by_dataset"].items():
+                if "blend" in d:
+                    b = d["blend"]
+                    rows.append([f"phase {phase}", side, name, f"{b['weight']:.4g}", b["available"], b["quota"], b["taken"], b["repeated"], b["left_out"]])
+    return rows
+
+
+def overlap_line(overlap: dict) -> str:
+    counts = ", ".join(f"{k.replace('_', '/')} {v}" for k, v in overlap.items() if k != "split_by")
+    return f"prompts shared (split by {overlap['split_by']}): {counts}"
+
+
+def groups_note(described: dict) -> str:
+    """For --split-by prompt: the rows whose prompt took them to the other side than their file's."""
+    groups = described.get("groups")
+    if not groups:
+        return ""
+    return f"; split by prompt: {groups['moved_to_eval']} train rows moved to eval, {groups['moved_to_train']} eval rows to train, {groups['pinned_rows']} rows placed by an earlier dataset"
 
 
 def histogram(lengths: np.ndarray, bins: int = 10) -> dict:

@@ -56,10 +56,15 @@ class Tokenizer:
     encode: Callable[[list[str]], list[list[int]]] = field(repr=False)
     encode_with_prefix: Callable[[list[str], list[str]], Encoded] = field(repr=False)
     decode: Callable[[list[int]], str] = field(repr=False)
+    # For --template chat: the Jinja chat template and the special-token strings templates refer to.
+    chat_template: str | None = field(default=None, repr=False)
+    special_tokens: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def fingerprint(self) -> str:
-        h = hashlib.sha256(json.dumps([self.eos_id, self.bos_id, self.pad_id]).encode())
+        # The pad id is left out: shards are unpadded, and a checkpoint that names EOS as its pad token
+        # (save_tokenizer does so when there is none) still has the tokenizer its shards were made with.
+        h = hashlib.sha256(json.dumps([self.eos_id, self.bos_id]).encode())
         h.update(self.definition)
         return h.hexdigest()
 
@@ -98,6 +103,22 @@ def load_tokenizer(spec: str, eos_token: str | None = None, workers: int | None 
 
 
 # -- tokenizers (tokenizer.json) -------------------------------------------------------------------
+
+
+# What transformers puts in place of a missing post-processor when it loads or saves a tokenizer.json:
+# it adds nothing, so it must not change the fingerprint.
+_NO_OP_POST_PROCESSOR = {"type": "TemplateProcessing", "single": [{"Sequence": {"id": "A", "type_id": 0}}],
+                         "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+                         "special_tokens": {}}
+
+
+def _rust_definition(serialized: str) -> bytes:
+    """The serialized Rust tokenizer as fingerprint material, with a no-op post-processor read as none."""
+    parsed = json.loads(serialized)
+    if parsed.get("post_processor") in (None, _NO_OP_POST_PROCESSOR):
+        parsed["post_processor"] = None
+        return json.dumps(parsed, sort_keys=True).encode()
+    return serialized.encode()
 
 
 def _tokenizers_codec(tok) -> tuple[Callable, Callable, Callable]:
@@ -162,6 +183,7 @@ def _from_tokenizer_json(spec: str, path: Path, eos_token: str | None) -> Tokeni
     if eos is None:
         raise DataprepError(f"--tokenizer {spec}: cannot tell its end-of-text token; pass --eos-token TOKEN")
     encode, encode_with_prefix, decode = _tokenizers_codec(tok)
+    ids = {"bos_token": token_id("bos_token", None), "eos_token": token_id("eos_token", eos)}
     return Tokenizer(
         spec=spec,
         kind="tokenizers",
@@ -171,11 +193,26 @@ def _from_tokenizer_json(spec: str, path: Path, eos_token: str | None) -> Tokeni
         pad_id=token_id("pad_token", None),
         vocab_size=tok.get_vocab_size(with_added_tokens=True),
         revision=None,
-        definition=tok.to_str().encode(),
+        definition=_rust_definition(tok.to_str()),
         encode=encode,
         encode_with_prefix=encode_with_prefix,
         decode=decode,
+        chat_template=_pick_template((config or {}).get("chat_template"), path.parent / "chat_template.jinja"),
+        special_tokens={name: tok.id_to_token(i) for name, i in ids.items() if i is not None},
     )
+
+
+def _pick_template(value: object, beside: Path | None = None) -> str | None:
+    """A config's chat template: a string, or a list/dict of named ones (the "default" is used)."""
+    if isinstance(value, list):
+        value = {t.get("name"): t.get("template") for t in value if isinstance(t, dict)}
+    if isinstance(value, dict):
+        value = value.get("default")
+    if isinstance(value, str) and value:
+        return value
+    if beside is not None and beside.is_file():
+        return beside.read_text(encoding="utf-8")
+    return None
 
 
 def _read_config(path: Path) -> dict | None:
@@ -239,10 +276,12 @@ def _from_hf_dir(spec: str, path: Path, eos_token: str | None, revision: str | N
         pad_id=hf.pad_token_id,
         vocab_size=len(hf),
         revision=revision,
-        definition=backend.to_str().encode() if backend is not None else b"".join(p.name.encode() + b"\0" + p.read_bytes() for p in files),
+        definition=_rust_definition(backend.to_str()) if backend is not None else b"".join(p.name.encode() + b"\0" + p.read_bytes() for p in files),
         encode=encode,
         encode_with_prefix=encode_with_prefix,
         decode=decode,
+        chat_template=_pick_template(getattr(hf, "chat_template", None), path / "chat_template.jinja"),
+        special_tokens={name: getattr(hf, name) for name in ("bos_token", "eos_token") if isinstance(getattr(hf, name, None), str)},
     )
 
 

@@ -17,10 +17,10 @@ from dataprep import manifest as mf, shards
 from dataprep.errors import DataprepError
 from dataprep.phases import phase_schema, token_type
 
-PHASE_DIRS = ("phase1", "phase2", "phase3")
+PHASE_DIRS = ("phase1", "phase2", "phase3", "unsup")
 
 
-def check_shard(out: Path, record: dict, phase: int, side: str, manifest: dict, full: bool = True) -> pa.Table:
+def check_shard(out: Path, record: dict, phase: int | str, side: str, manifest: dict, full: bool = True) -> pa.Table:
     """Open one listed shard, memory-mapped, after the checks; DataprepError on any mismatch.
     `full=False` keeps to the O(1) checks (size, structure, schema, metadata, rows, buffer sizes);
     `full=True` also walks every offset, O(rows)."""
@@ -55,27 +55,30 @@ def verify(out: Path) -> tuple[list[str], dict]:
         problems.append(f"{out / mf.NAME}: edited after it was written (content hash mismatch)")
     listed = set()
     counted = {"shards": 0, "rows": 0, "files": 0}
-    for phase, sides in manifest.get("phases", {}).items():
-        for side, info in sides.items():
-            kept = 0
-            for record in info["shards"]:
-                listed.add(record["file"])
-                try:
-                    table = check_shard(out, record, int(phase), side, manifest)
-                except DataprepError as exc:
-                    problems.append(str(exc))
-                    continue
-                problems += _hash_problem(out, record)
-                vocab = manifest["tokenizer"]["vocab_size"]
-                for column in (c for c in table.column_names if c.endswith("input_ids")):
-                    values = table.column(column).combine_chunks().values
-                    if len(values) and (pc.max(values).as_py() >= vocab or pc.min(values).as_py() < 0):
-                        problems.append(f"{out / record['file']}: {column} holds ids outside the vocabulary [0, {vocab})")
-                kept += table.num_rows
-                counted["shards"] += 1
-            counted["rows"] += kept
-            if kept != info["kept"] or info["kept"] + sum(info["dropped"].values()) != info["rows_in"]:
-                problems.append(f"{out / mf.NAME}: phase {phase} {side} counts do not add up (kept {info['kept']}, in shards {kept}, dropped {sum(info['dropped'].values())}, rows in {info['rows_in']})")
+    for phase, side, info in _parts(manifest):
+        kept = 0
+        for record in info["shards"]:
+            listed.add(record["file"])
+            try:
+                table = check_shard(out, record, phase, side, manifest)
+            except DataprepError as exc:
+                problems.append(str(exc))
+                continue
+            problems += _hash_problem(out, record)
+            vocab = manifest["tokenizer"]["vocab_size"]
+            for column in (c for c in table.column_names if c.endswith("input_ids")):
+                values = table.column(column).combine_chunks().values
+                if len(values) and (pc.max(values).as_py() >= vocab or pc.min(values).as_py() < 0):
+                    problems.append(f"{out / record['file']}: {column} holds ids outside the vocabulary [0, {vocab})")
+            kept += table.num_rows
+            counted["shards"] += 1
+        counted["rows"] += kept
+        if phase == "unsup":  # documents in, blocks out
+            if kept != info["blocks"] or info["kept"] + sum(info["dropped"].values()) != info["rows_in"]:
+                problems.append(f"{out / mf.NAME}: unsup counts do not add up (blocks {info['blocks']}, in shards {kept}, documents kept {info['kept']}, dropped {sum(info['dropped'].values())}, in {info['rows_in']})")
+        # A weighted blend repeats rows of datasets under their quota: rows_in + repeated = kept + dropped.
+        elif kept != info["kept"] or info["kept"] + sum(info["dropped"].values()) != info["rows_in"] + info.get("repeated", 0):
+            problems.append(f"{out / mf.NAME}: phase {phase} {side} counts do not add up (kept {info['kept']}, in shards {kept}, dropped {sum(info['dropped'].values())}, rows in {info['rows_in']})")
     for record in (t for tables in manifest.get("tables", {}).values() for t in tables):
         listed.add(record["file"])
         path = out / record["file"]
@@ -110,8 +113,17 @@ def find_listing(path: Path) -> tuple[Path, dict, dict, int, str] | None:
     out = parent.parent
     manifest = mf.read(out)
     rel = path.resolve().relative_to(out).as_posix()
-    for side, info in manifest.get("phases", {}).get(parent.name.removeprefix("phase"), {}).items():
+    for phase, side, info in _parts(manifest):
         for record in info["shards"]:
             if record["file"] == rel:
-                return out, manifest, record, int(parent.name.removeprefix("phase")), side
+                return out, manifest, record, phase, side
     raise DataprepError(f"{path}: not listed in {out / mf.NAME}: left over from an unfinished or older build; rerun dataprep prepare")
+
+
+def _parts(manifest: dict):
+    """(phase, side, record) of every part with shards: phases 1-3 by side, then the unsup blocks."""
+    for phase, sides in manifest.get("phases", {}).items():
+        for side, info in sides.items():
+            yield int(phase), side, info
+    if "unsup" in manifest:
+        yield "unsup", "train", manifest["unsup"]

@@ -65,3 +65,12 @@ class PromptCollator:
         width = self.pad_to or max(len(r["prompt_input_ids"]) for r in rows)
         ids, mask = _pad([r["prompt_input_ids"] for r in rows], self.pad_id, width, left=True)
         return {"prompt": ids, "prompt_att_mask": mask}
+
+
+@dataclass
+class BlockCollator:
+    """Phase 3's unsupervised (PTX) blocks: equal-length rows, labels = input_ids (DeepSpeed-Chat's group_texts)."""
+
+    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        ids = torch.from_numpy(np.stack([r["input_ids"] for r in rows]).astype(np.int64))
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}

@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def causal_lm(model_name_or_path: str | None, model_config: Path | None, tokenizer: dict):
-    return _build("AutoModelForCausalLM", model_name_or_path, model_config, tokenizer)
+def causal_lm(model_name_or_path: str | None, model_config: Path | None, tokenizer: dict, **overrides):
+    """`overrides` are config fields for from_pretrained (e.g. dropout_overrides)."""
+    return _build("AutoModelForCausalLM", model_name_or_path, model_config, tokenizer, **overrides)
 
 
 def backbone(model_name_or_path: str | None, model_config: Path | None, tokenizer: dict):
@@ -15,7 +16,22 @@ def backbone(model_name_or_path: str | None, model_config: Path | None, tokenize
     return _build("AutoModel", model_name_or_path, model_config, tokenizer)
 
 
-def _build(auto_class: str, model_name_or_path: str | None, model_config: Path | None, tokenizer: dict):
+# Config fields that hold a dropout probability, across the model families DeepSpeed-Chat trains.
+DROPOUT_FIELDS = ("dropout", "attention_dropout", "activation_dropout", "hidden_dropout", "attention_probs_dropout_prob",
+                  "hidden_dropout_prob", "resid_pdrop", "embd_pdrop", "attn_pdrop")
+
+
+def dropout_overrides(model_name_or_path: str, p: float | None) -> dict:
+    """from_pretrained kwargs that set every dropout of the model's config to p (None: keep them)."""
+    if p is None:
+        return {}
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model_name_or_path)
+    return {name: p for name in DROPOUT_FIELDS if hasattr(config, name)}
+
+
+def _build(auto_class: str, model_name_or_path: str | None, model_config: Path | None, tokenizer: dict, **overrides):
     import transformers
     from transformers import AutoConfig
 
@@ -24,7 +40,7 @@ def _build(auto_class: str, model_name_or_path: str | None, model_config: Path |
         config = AutoConfig.from_pretrained(str(model_config))
         _fit_config(config, tokenizer)
         return auto.from_config(config)
-    model = auto.from_pretrained(model_name_or_path)
+    model = auto.from_pretrained(model_name_or_path, **overrides)
     _fit_embeddings(model, tokenizer)
     return model
 

@@ -89,7 +89,7 @@ def main(argv=None) -> None:
     save_model(engine.module, args.output_dir, rank, args.zero_stage)
     if rank == 0:
         save_tokenizer(tokenizer, args.output_dir)
-        metrics.plot(args.output_dir / "loss.png", keys=("loss", "eval_loss"))
+        metrics.plot(args.output_dir / "loss.png", panels=(("loss", "eval_loss"),))
     torch.distributed.barrier()
 
 

@@ -30,9 +30,9 @@ class RewardModel(nn.Module):
     def config(self):
         return self.backbone.config
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Per-token scalar values, [B, L]."""
-        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-token scalar values, [B, L]. Left-padded rows (phase 3) need `position_ids`."""
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False).last_hidden_state
         return self.v_head(hidden).squeeze(-1)
 
     def save_pretrained(self, path: Path, state_dict: dict | None = None) -> None:  # same call as a HF model

@@ -221,7 +221,8 @@ class Metrics:
         with open(self.path, "a") as f:
             f.write(json.dumps(row) + "\n")
 
-    def plot(self, png: Path, keys: tuple[str, ...] = ("loss",)) -> None:
+    def plot(self, png: Path, panels: tuple[tuple[str, ...], ...] = (("loss",),)) -> None:
+        """One chart per panel, each with its keys' curves against the step (panels with no data are left out)."""
         if not self.enabled or not self.rows:
             return
         import matplotlib
@@ -229,14 +230,16 @@ class Metrics:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, ax = plt.subplots(figsize=(7, 4))
-        for key in keys:
-            points = [(r["step"], r[key]) for r in self.rows if key in r]
-            if points:  # eval points are few: mark them
-                ax.plot(*zip(*points), label=key, marker="o" if key.startswith("eval") else None)
-        ax.set_xlabel("optimizer step")
-        ax.legend()
-        ax.grid(alpha=0.3)
+        panels = tuple(keys for keys in panels if any(key in r for r in self.rows for key in keys))
+        fig, axes = plt.subplots(len(panels), 1, figsize=(7, 3 * len(panels)), squeeze=False)
+        for ax, keys in zip(axes[:, 0], panels):
+            for key in keys:
+                points = [(r["step"], r[key]) for r in self.rows if key in r]
+                if points:  # eval points are few: mark them
+                    ax.plot(*zip(*points), label=key, marker="o" if key.startswith("eval") or len(points) < 3 else None)
+            ax.legend()
+            ax.grid(alpha=0.3)
+        axes[-1, 0].set_xlabel("step")
         fig.tight_layout()
         fig.savefig(png, dpi=100)
         plt.close(fig)

@@ -1,6 +1,7 @@
 """Random access to one phase's shards as zero-copy numpy views.
 
-`ShardDataset(out_dir, phase, side)` memory-maps every `phaseP/side-*.arrow` shard. Row i comes back
+`ShardDataset(out_dir, phase, side)` memory-maps every `phaseP/side-*.arrow` shard (phase "unsup": the
+PTX blocks in `unsup/train-*.arrow`). Row i comes back
 as numpy arrays that point straight into the mapped file: no copy, no Python lists, O(1) per row
 whatever the size, and the page cache is shared by every rank on the machine.
 """
@@ -23,14 +24,15 @@ class ShardDataset:
     every shard (listed in the manifest, size, schema, metadata, rows, offsets) and refuses an
     unfinished build, a missing or extra shard, or a damaged one, with a DataprepError naming it."""
 
-    def __init__(self, out_dir: Path | str, phase: int, side: str = "train"):
+    def __init__(self, out_dir: Path | str, phase: int | str, side: str = "train"):
         out = Path(out_dir)
         manifest = mf.read(out)
-        info = manifest["phases"].get(str(phase), {}).get(side)
+        info = mf.part_listing(manifest, phase, side)
         if info is None:
-            raise DataprepError(f"{out}: its manifest lists no phase {phase} {side} shards (split weight 0?)")
+            why = "prepare it with --unsup PATH" if phase == "unsup" else "split weight 0?"
+            raise DataprepError(f"{out}: its manifest lists no {mf.part_dir(phase)} {side} shards ({why})")
         listed = [record["file"] for record in info["shards"]]
-        extra = sorted({p.relative_to(out).as_posix() for p in (out / f"phase{phase}").glob(f"{side}-*.arrow")} - set(listed))
+        extra = sorted({p.relative_to(out).as_posix() for p in (out / mf.part_dir(phase)).glob(f"{side}-*.arrow")} - set(listed))
         if extra:
             raise DataprepError(f"{out / extra[0]}: extra shard, not listed in {out / mf.NAME}; remove it or rerun dataprep prepare")
         self.phase, self.side, self.paths = phase, side, [out / f for f in listed]

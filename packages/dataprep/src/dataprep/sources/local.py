@@ -5,7 +5,15 @@ A file whose name contains "test" is the eval side, the others the train side.
 
 Rows with a `prompt` column use DeepSpeed-Chat's `local/jsonfile` surface form: " " + prompt and
 " " + response (the user writes the Human/Assistant template inside `prompt`). A null `rejected`
-makes the row SFT-only: it feeds phases 1 and 3 and is counted as `no_rejected` in phase 2.
+makes the row SFT-only: it feeds phases 1 and 3 and is counted as `no_rejected` in phase 2 (as in
+DeepSpeed-Chat, whose SFT-only rows still give phase-3 prompts). With --template chat the prompt is one
+user turn and each response the assistant's reply, rendered by the tokenizer's chat template.
+Registered as `jsonfile` / `local/jsonfile`: --data-dir DIR holds train.json and eval.json (DeepSpeed-Chat
+reads them from applications/DeepSpeed-Chat/data/).
+
+Differs from DeepSpeed-Chat: empty prompts or responses and identical pairs are counted drops
+(`empty_prompt`, `empty_response`, `identical_pair`); a file without a `rejected` column is SFT-only
+data (DeepSpeed-Chat raises KeyError).
 """
 
 from __future__ import annotations
@@ -17,6 +25,12 @@ import pyarrow as pa
 from dataprep import readers
 from dataprep.errors import DataprepError
 from dataprep.sources import CANONICAL, Dataset, InputFile, side_of
+from dataprep.sources.messages import render
+from dataprep.sources.options import AdapterOptions
+from dataprep.sources.rows import Row, build, pair_reason, text
+from dataprep.sources.spec import Adapter, Normalizer, Spec
+
+COLUMNS = ("prompt", "chosen", "rejected")
 
 
 def resolve(path: Path, label: str | None = None) -> Dataset:
@@ -28,16 +42,16 @@ def resolve(path: Path, label: str | None = None) -> Dataset:
         if not paths:
             raise DataprepError(f"--data {path}: no {', '.join(readers.SUFFIXES)} files in this directory")
         label = label or path.resolve().name
-        files = tuple(InputFile(p, side_of(p), f"{label}/{_stem(p.relative_to(path))}") for p in paths)
+        files = tuple(InputFile(p, side_of(p), f"{label}/{stem(p.relative_to(path))}") for p in paths)
     else:
         if not readers.is_supported(path):
             raise DataprepError(f"--data {path}: unsupported file type; use one of {', '.join(readers.SUFFIXES)}")
-        stem = _stem(Path(path.name))
-        files = (InputFile(path, side_of(path), f"{label}/{stem}" if label else stem),)
-    return Dataset(_stem(Path(path.resolve().name)), files, origin=str(path))
+        name = stem(Path(path.name))
+        files = (InputFile(path, side_of(path), f"{label}/{name}" if label else name),)
+    return Dataset(stem(Path(path.resolve().name)), files, origin=str(path))
 
 
-def _stem(rel: Path) -> str:
+def stem(rel: Path) -> str:
     name = rel.as_posix()
     for suffix in sorted(readers.SUFFIXES, key=len, reverse=True):
         if name.endswith(suffix):
@@ -67,3 +81,22 @@ def normalize_jsonfile(table: pa.Table) -> pa.Table:
         out["drop_reason"].append(reason)
         out["group"].append(None)
     return pa.Table.from_pydict(out, schema=CANONICAL)
+
+
+def _chat_row(row: dict, opts: AdapterOptions) -> Row:
+    prompt, chosen = text(row, "prompt"), text(row, "chosen")
+    rejected = None if row.get("rejected") is None else text(row, "rejected")
+    reason = pair_reason(prompt, chosen, rejected)
+    rendered, (chosen, rejected) = render([{"role": "user", "content": prompt}], [chosen, rejected], opts)
+    return Row(rendered, chosen, rejected, reason)
+
+
+def jsonfile_normalizer(opts: AdapterOptions) -> Normalizer:
+    if opts.template == "chat":
+        return lambda table: build(table, COLUMNS, lambda row: _chat_row(row, opts), opts.strict)
+    return normalize_jsonfile
+
+
+JSONFILE = Adapter("jsonfile", COLUMNS, COLUMNS, ("prompt", "chosen"), (1, 2, 3),
+                   '" "+prompt, " "+chosen, " "+rejected (null rejected: SFT-only row)', jsonfile_normalizer)
+SPECS = (Spec("jsonfile", None, JSONFILE, aliases=("local/jsonfile",), eval=("eval", "test"), native="prompt, chosen, rejected"),)

@@ -1,0 +1,41 @@
+"""Hello-SimpleAI/HC3-Chinese (train only, carved 9:1), SFT-only. The hub repo has a loading script
+with one config per source; config "all" is read (its auto-converted parquet, or a local all.jsonl).
+Native columns: id, question, human_answers (list of strings), chatgpt_answers (not read).
+
+  prompt = " Human: " + question + " Assistant:", chosen = " " + human_answers[0], rejected = null
+
+Differs from DeepSpeed-Chat: the config is given (DeepSpeed-Chat dropped it in #398, so its
+load_dataset call fails); an empty human_answers list is a counted drop (`empty_answers`), not an
+IndexError; empty texts are counted drops.
+"""
+
+from __future__ import annotations
+
+from dataprep.sources.options import AdapterOptions
+from dataprep.sources.rows import Row, Skip, build, human, pair_reason, reply, text
+from dataprep.sources.spec import Adapter, Normalizer, Spec
+
+COLUMNS = ("question", "human_answers")
+CONFIG = "all"
+
+
+def _row(row: dict) -> Row:
+    question = text(row, "question")
+    answers = row.get("human_answers")
+    if answers is None:
+        raise Skip("missing_field", "human_answers")
+    if not isinstance(answers, list):
+        raise Skip("wrong_type", "human_answers")
+    if not answers:
+        raise Skip("empty_answers", "human_answers")
+    answer = text(row, "human_answers[0]", answers[0], given=True)
+    return Row(human(question), reply(answer), None, pair_reason(question, answer, None))
+
+
+def _normalizer(opts: AdapterOptions) -> Normalizer:
+    return lambda table: build(table, COLUMNS, _row, opts.strict)
+
+
+ADAPTER = Adapter("hc3", COLUMNS, ("question",), COLUMNS, (1, 3), '" Human: "+question+" Assistant:", " "+human_answers[0]; SFT-only', _normalizer)
+SPECS = (Spec("hc3-chinese", "Hello-SimpleAI/HC3-Chinese", ADAPTER, train=(CONFIG,), eval=(), parquet_config=CONFIG,
+              native="id, question, human_answers[], chatgpt_answers[]"),)

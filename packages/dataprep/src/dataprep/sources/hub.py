@@ -1,0 +1,94 @@
+"""Files of a registered dataset: a local copy in the native layout (--data-dir, or a path ending in
+the hub id), or a download from the Hugging Face Hub pinned to the resolved commit.
+
+A file's side comes from its split name, a token of its path ("askculinary/validation.json",
+"data/train-00000-of-00001.parquet", "all/train/0000.parquet"): the spec's train names are the train
+side, its eval names the eval side, other splits (SHP's test, say) are not read."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from dataprep import readers
+from dataprep.errors import DataprepError
+from dataprep.sources import Dataset, InputFile
+from dataprep.sources.spec import Spec
+
+DATA_PATTERNS = ["*.parquet", "*.jsonl", "*.jsonl.gz", "*.json", "*.json.gz"]
+PARQUET_REF = "refs/convert/parquet"  # the hub's auto-converted parquet of a repo with a loading script
+
+
+def resolve(spec: Spec, data_dir: Path | None, revision: str | None) -> Dataset:
+    if data_dir is not None:
+        root = local_root(spec, data_dir.expanduser())
+        return from_dir(spec, root, origin=str(root))
+    if spec.hub_id is None:
+        raise DataprepError(f"{spec.name}: not on the hub; pass --data-dir DIR holding its {_expected(spec)} files")
+    root = _download(spec, revision)
+    return from_dir(spec, root, origin=spec.hub_id, revision=root.name)
+
+
+def local_root(spec: Spec, data_dir: Path) -> Path:
+    """DIR/<hub id> or DIR/<name> when present (one --data-dir for several datasets), else DIR itself."""
+    if not data_dir.is_dir():
+        raise DataprepError(f"--data-dir {data_dir}: no such directory")
+    for sub in filter(None, (spec.hub_id, spec.name)):
+        if (data_dir / sub).is_dir():
+            return data_dir / sub
+    return data_dir
+
+
+def side_of(spec: Spec, rel: Path) -> str | None:
+    tokens = set(re.split(r"[/.\-]", rel.as_posix().lower()))
+    if tokens & {s.lower() for s in spec.eval}:
+        return "eval"
+    if tokens & {s.lower() for s in spec.train}:
+        return "train"
+    return None
+
+
+def from_dir(spec: Spec, root: Path, origin: str, revision: str | None = None) -> Dataset:
+    from dataprep.sources.local import stem
+
+    files = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and readers.is_supported(p)):
+        rel = path.relative_to(root)
+        side = side_of(spec, rel)
+        if side is not None and not any(part.startswith(".") for part in rel.parts):
+            files.append(InputFile(path, side, f"{spec.name}/{stem(rel)}"))
+    if not files:
+        raise DataprepError(f"{spec.name}: no {_expected(spec)} data files under {root}; "
+                            f"download them from {_url(spec)} (native layout) into that directory")
+    return Dataset(spec.name, tuple(files), origin=origin, revision=revision, adapter=spec.adapter.name)
+
+
+def _expected(spec: Spec) -> str:
+    splits = "/".join(spec.train + spec.eval)
+    return f"{splits} ({', '.join(s.lstrip('*') for s in DATA_PATTERNS)})"
+
+
+def _url(spec: Spec) -> str:
+    if spec.hub_id is None:
+        return "your own copy"
+    if spec.parquet_config:
+        return f"https://huggingface.co/datasets/{spec.hub_id}/tree/refs%2Fconvert%2Fparquet/{spec.parquet_config}"
+    return f"https://huggingface.co/datasets/{spec.hub_id}"
+
+
+def _download(spec: Spec, revision: str | None) -> Path:
+    if spec.parquet_config:
+        patterns, ref = [f"{spec.parquet_config}/*"], revision or PARQUET_REF
+    else:
+        patterns, ref = DATA_PATTERNS, revision
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(spec.hub_id, repo_type="dataset", revision=ref, allow_patterns=patterns))
+    except Exception as exc:  # offline, unknown revision, auth: all end the same way for the user
+        why = "HF_HUB_OFFLINE is set" if os.environ.get("HF_HUB_OFFLINE") else type(exc).__name__
+        raise DataprepError(
+            f"{spec.name}: cannot download {spec.hub_id} ({why}); fetch its {_expected(spec)} files from {_url(spec)} "
+            f"into DIR and pass --data-dir DIR"
+        ) from None

@@ -1,0 +1,89 @@
+"""Shared pieces of the per-row adapters: DeepSpeed-Chat's surface forms, field access that turns a
+missing or mistyped value into a counted drop, and the loop that builds a CANONICAL table.
+
+An adapter's row function takes one native row (a dict of the columns it reads) and returns a `Row`.
+It raises `Skip` for a row it cannot read at all; the loop records the reason (and, under --strict,
+reports the row and field instead)."""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import pyarrow as pa
+
+from dataprep.sources import CANONICAL
+
+
+def human(text: str) -> str:
+    """DeepSpeed-Chat's single-line prompt: " Human: " + text + " Assistant:" (no space after the colon)."""
+    return " Human: " + text + " Assistant:"
+
+
+def reply(text: str) -> str:
+    """A response as DeepSpeed-Chat appends it to the prompt: one leading space."""
+    return " " + text
+
+
+class Row(NamedTuple):
+    prompt: str | None
+    chosen: str | None
+    rejected: str | None = None
+    drop_reason: str | None = None
+    group: str | None = None
+
+
+class Skip(Exception):
+    """The row is dropped with `reason`; `field` names the culprit for --strict."""
+
+    def __init__(self, reason: str, field: str | None = None):
+        super().__init__(reason)
+        self.reason, self.field = reason, field
+
+
+class RowError(Exception):
+    """Under --strict: the row at `index` (within the table) has an unusable `field`."""
+
+    def __init__(self, index: int, field: str, reason: str):
+        super().__init__(f"{field}: {reason}")
+        self.index, self.field, self.reason = index, field, reason
+
+
+FATAL_UNDER_STRICT = ("missing_field", "wrong_type")
+
+
+def text(row: dict, field: str, value: object = None, *, given: bool = False) -> str:
+    """The string at `field` (or `value` when `given`, for nested fields): null -> missing_field,
+    another type -> wrong_type."""
+    value = value if given else row.get(field)
+    if value is None:
+        raise Skip("missing_field", field)
+    if not isinstance(value, str):
+        raise Skip("wrong_type", field)
+    return value
+
+
+def pair_reason(prompt: str, chosen: str, rejected: str | None) -> str | None:
+    """The content checks every adapter applies to its raw texts (before any formatting)."""
+    if not prompt.strip():
+        return "empty_prompt"
+    if not chosen.strip() or (rejected is not None and not rejected.strip()):
+        return "empty_response"
+    if chosen == rejected:
+        return "identical_pair"
+    return None
+
+
+def build(table: pa.Table, columns: tuple[str, ...], fn: Callable[[dict], Row], strict: bool) -> pa.Table:
+    """Apply `fn` to each row of `table` (only `columns` are read; an absent column reads as null)."""
+    present = [c for c in columns if c in table.column_names]
+    native = table.select(present).to_pylist()
+    out: list[Row] = []
+    for index, row in enumerate(native):
+        try:
+            out.append(fn(row))
+        except Skip as skip:
+            if strict and skip.reason in FATAL_UNDER_STRICT:
+                raise RowError(index, skip.field or "?", skip.reason) from None
+            out.append(Row(None, None, None, skip.reason))
+    return pa.Table.from_arrays([pa.array(list(col), pa.string()) for col in zip(*out)] if out else
+                                [pa.array([], pa.string())] * len(CANONICAL), schema=CANONICAL)

@@ -1,0 +1,24 @@
+"""HuggingFaceH4/ultrafeedback_binarized (train_prefs / test_prefs; the *_sft and *_gen splits are not
+read). Native columns: prompt, prompt_id, chosen and rejected (lists of {role, content}: the user turn,
+then the judged assistant reply), messages, score_chosen, score_rejected.
+
+  prompt, chosen, rejected = the shared history and the two final replies, rendered by --template:
+    hh   (default) "\\n\\nHuman: " + user + "\\n\\nAssistant:", " " + reply
+    chat the tokenizer's chat template (the prompt with the generation prompt; each reply is the rest)
+
+DeepSpeed-Chat has no adapter for it. Histories that differ between chosen and rejected
+(`prompt_mismatch`), lists not ending in an assistant turn (`no_assistant_turn`), empty texts and
+identical replies are counted drops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from dataprep.sources.chat import PAIRS
+from dataprep.sources.spec import Spec
+
+ADAPTER = replace(PAIRS, name="ultrafeedback", required=("chosen", "rejected"))
+SPECS = (Spec("ultrafeedback", "HuggingFaceH4/ultrafeedback_binarized", ADAPTER, aliases=("ultrafeedback_binarized",),
+              train=("train_prefs",), eval=("test_prefs",),
+              native="prompt, prompt_id, chosen[{role, content}], rejected[...], messages[...], score_chosen, score_rejected"),)

@@ -1,0 +1,61 @@
+"""openai/webgpt_comparisons (train only, carved 9:1; the hub repo has a loading script, so its
+auto-converted parquet is read). Native columns: question {full_text, id, dataset}, quotes_0/1,
+answer_0/1, tokens_0/1, score_0/1 (float, score_0 + score_1 = 0).
+
+  prompt = " Human: " + question.full_text + " Assistant:"
+  chosen = " " + clean(the answer with the higher score), rejected = " " + clean(the other)
+clean() is DeepSpeed-Chat's citation cleaning, in order: delete every " [...]" / " (...)" span (a
+space, then a bracketed or parenthesised span, non-greedy, not across lines), then every "[...]" /
+"(...)" span. Any parenthetical goes, not only citations ("the USA (United States)" -> "the USA").
+
+Differs from DeepSpeed-Chat: a tie (score_0 == score_1, often 0 vs 0) carries no preference and is
+dropped (`tie`); DeepSpeed-Chat makes answer_0 "chosen". Answers empty after cleaning, identical
+cleaned answers and null fields are counted drops (`empty_response`, `identical_pair`, `missing_field`).
+"""
+
+from __future__ import annotations
+
+import re
+
+from dataprep.sources.options import AdapterOptions
+from dataprep.sources.rows import Row, Skip, build, human, pair_reason, reply, text
+from dataprep.sources.spec import Adapter, Normalizer, Spec
+
+COLUMNS = ("question", "answer_0", "answer_1", "score_0", "score_1")
+_SPACED = re.compile(r" [\(\[].*?[\)\]]")
+_BARE = re.compile(r"[\(\[].*?[\)\]]")
+
+
+def clean(answer: str) -> str:
+    return _BARE.sub("", _SPACED.sub("", answer))
+
+
+def _score(row: dict, field: str) -> float:
+    value = row.get(field)
+    if value is None:
+        raise Skip("missing_field", field)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise Skip("wrong_type", field)
+    return float(value)
+
+
+def _row(row: dict) -> Row:
+    question = row.get("question")
+    if question is not None and not isinstance(question, dict):
+        raise Skip("wrong_type", "question")
+    full = text(row, "question.full_text", (question or {}).get("full_text"), given=True)
+    answers = text(row, "answer_0"), text(row, "answer_1")
+    s0, s1 = _score(row, "score_0"), _score(row, "score_1")
+    good, bad = (clean(a) for a in (answers if s0 >= s1 else answers[::-1]))
+    reason = "tie" if s0 == s1 else pair_reason(full, good, bad)
+    return Row(human(full), reply(good), reply(bad), reason)
+
+
+def _normalizer(opts: AdapterOptions) -> Normalizer:
+    return lambda table: build(table, COLUMNS, _row, opts.strict)
+
+
+ADAPTER = Adapter("webgpt", COLUMNS, ("answer_0", "answer_1"), COLUMNS, (1, 2, 3),
+                  '" Human: "+question.full_text+" Assistant:", " "+cleaned better/worse answer; ties dropped', _normalizer)
+SPECS = (Spec("webgpt", "openai/webgpt_comparisons", ADAPTER, aliases=("webgpt_comparisons",), train=("train", "comparisons"), eval=(),
+              parquet_config="default", native="question.full_text, answer_0, answer_1, score_0, score_1 (+ quotes_*, tokens_*)"),)

@@ -1,0 +1,181 @@
+"""Phase 3 on CPU with tiny models built from configs.
+
+The toy world: a 16-word tokenizer, prompts of random words, a random tiny GPT-2 actor and a reward
+model whose score is a fixed function of the last token, highest for one word. The reward model
+shares the actor's token embeddings and its transformer blocks are zeroed, so its score for a
+token is v . ln_f(wte[token]): PPO can raise it by moving the actor's output towards that word.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from dataprep.prepare import PrepareOptions, prepare
+from tests.conftest import GPT2, SHARED_HH, shared_gpt2, shared_hh
+from tests.trainer.conftest import TINY, train
+from trainer import runtime
+from trainer.checkpoint import save_tokenizer
+from trainer.models import backbone, causal_lm
+from trainer.reward import RewardModel
+
+WORDS = ["<|endoftext|>", "<|pad|>", "<unk>", "Human:", "Assistant:"] + [f"w{i}" for i in range(11)]
+FAVOURED = "w7"
+TOP_SCORE = 4.0
+
+
+def write_tokenizer(root: Path) -> Path:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.add_special_tokens(WORDS[:3])
+    root.mkdir(parents=True, exist_ok=True)
+    tok.save(str(root / "tokenizer.json"))
+    (root / "tokenizer_config.json").write_text(json.dumps({"eos_token": WORDS[0], "pad_token": WORDS[1]}))
+    return root / "tokenizer.json"
+
+
+def write_prompts(path: Path, rows: int, seed: int = 0) -> Path:
+    rng = random.Random(seed)
+    words = WORDS[5:]
+    with open(path, "w") as f:
+        for _ in range(rows):
+            question = " ".join(rng.choice(words) for _ in range(rng.randint(2, 6)))
+            f.write(json.dumps({"prompt": f"Human: {question} Assistant:", "chosen": rng.choice(words), "rejected": None}) + "\n")
+    return path
+
+
+def write_documents(path: Path, rows: int, seed: int = 1) -> Path:
+    """Unsupervised text with a strong pattern (counting up), which an LM loss learns quickly."""
+    rng = random.Random(seed)
+    with open(path, "w") as f:
+        for _ in range(rows):
+            start = rng.randint(0, 5)
+            f.write(json.dumps({"text": " ".join(f"w{i}" for i in range(start, 11))}) + "\n")
+    return path
+
+
+def token_reward_model(actor, tokenizer: dict, favoured: int) -> tuple[RewardModel, torch.Tensor]:
+    """A reward model whose score at a position is a fixed function of the token there."""
+    model = RewardModel(backbone(None, TINY, tokenizer))
+    gpt = model.backbone
+    with torch.no_grad():
+        gpt.wte.weight.copy_(actor.transformer.wte.weight)
+        gpt.wpe.weight.zero_()
+        for block in gpt.h:  # blocks add nothing to the residual stream: hidden = ln_f(wte[token])
+            for layer in (block.attn.c_proj, block.mlp.c_proj):
+                layer.weight.zero_()
+                layer.bias.zero_()
+        hidden = gpt.ln_f(gpt.wte.weight)
+        model.v_head.weight.copy_((TOP_SCORE * hidden[favoured] / hidden[favoured].norm() ** 2).unsqueeze(0))
+        scores = hidden @ model.v_head.weight[0]
+    return model, scores
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("toy")
+    tokenizer_json = write_tokenizer(root / "tokenizer")
+    shards = root / "shards"
+    prepare(PrepareOptions(data=[str(write_prompts(root / "prompts.jsonl", 400))], out=shards, tokenizer=str(tokenizer_json),
+                           split="0,0,1", max_prompt_len=16, unsup=[str(write_documents(root / "docs.jsonl", 300))], unsup_block=16,
+                           progress=False))
+    tokenizer = runtime.shard_tokenizer(shards)
+    torch.manual_seed(0)
+    actor = causal_lm(None, TINY, tokenizer)
+    actor.save_pretrained(root / "actor")
+    save_tokenizer(tokenizer, root / "actor")
+    reward, scores = token_reward_model(actor, tokenizer, WORDS.index(FAVOURED))
+    reward.save_pretrained(root / "reward")
+    save_tokenizer(tokenizer, root / "reward")
+    return {"root": root, "shards": shards, "actor": root / "actor", "reward": root / "reward", "scores": scores}
+
+
+def ppo(toy: dict, out: Path, *flags: str, steps: int = 40) -> list[dict]:
+    return train("trainer.phase3_ppo", toy["shards"], out, "--actor_model_name_or_path", str(toy["actor"]),
+                 "--critic_model_name_or_path", str(toy["reward"]), "--max_steps", str(steps),
+                 "--per_device_generation_batch_size", "16", "--per_device_training_batch_size", "16", "--max_answer_seq_len", "4",
+                 "--actor_learning_rate", "3e-3", "--critic_learning_rate", "3e-3", "--num_warmup_steps", "0",
+                 "--lr_scheduler_type", "constant", *flags, model_flags=False)
+
+
+def test_the_toy_reward_favours_one_token(toy):
+    scores = toy["scores"][: len(WORDS)]
+    assert scores.argmax().item() == WORDS.index(FAVOURED)
+    assert scores.max().item() == pytest.approx(TOP_SCORE)
+    assert scores.mean().item() < TOP_SCORE / 2
+
+
+def test_ppo_raises_the_reward_with_a_finite_kl(toy, tmp_path):
+    rows = ppo(toy, tmp_path / "run", "--enable_ema")
+    rewards = [r["reward"] for r in rows]
+    first, last = sum(rewards[:5]) / 5, sum(rewards[-5:]) / 5
+    assert last > first + 1.0, rewards
+    assert all(math.isfinite(r["kl"]) and math.isfinite(r["actor_loss"]) and math.isfinite(r["critic_loss"]) for r in rows)
+    assert rows[-1]["kl"] > 0  # the policy moved away from the reference
+    for key in ("actor_clipfrac", "critic_clipfrac", "answer_len", "dropped_short", "generation_s", "training_s", "reward_ema"):
+        assert key in rows[-1]
+    assert "ptx_loss" not in rows[-1]
+    # Hugging Face checkpoints of the actor, its EMA and the critic, each with the tokenizer.
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = tmp_path / "run"
+    for name in ("actor", "actor_ema"):
+        AutoModelForCausalLM.from_pretrained(out / name)
+        AutoTokenizer.from_pretrained(out / name)
+    critic = RewardModel.from_pretrained(out / "critic")
+    assert not torch.equal(critic.v_head.weight, RewardModel.from_pretrained(toy["reward"]).v_head.weight)
+    assert (out / "ppo.png").stat().st_size > 0
+
+
+def lm_loss(model_dir: Path, shards: Path) -> float:
+    """Mean LM loss of a checkpoint on every unsupervised block."""
+    from transformers import AutoModelForCausalLM
+
+    from trainer.collate import BlockCollator
+    from trainer.shard_dataset import ShardDataset
+
+    blocks = ShardDataset(shards, "unsup")
+    batch = BlockCollator()([blocks[i] for i in range(len(blocks))])
+    with torch.no_grad():
+        return AutoModelForCausalLM.from_pretrained(model_dir)(**batch).loss.item()
+
+
+def test_ptx_trains_the_actor_on_the_unsupervised_blocks_only_when_on(toy, tmp_path):
+    before = lm_loss(toy["actor"], toy["shards"])
+    off = ppo(toy, tmp_path / "off", steps=12)
+    on = ppo(toy, tmp_path / "on", "--unsup_shards", str(toy["shards"]), steps=12)
+    assert "ptx_loss" not in off[-1] and on[-1]["ptx_loss"] < on[0]["ptx_loss"]
+    after_off, after_on = lm_loss(tmp_path / "off" / "actor", toy["shards"]), lm_loss(tmp_path / "on" / "actor", toy["shards"])
+    # PPO alone barely changes the LM loss on text it never sees; with PTX the loss drops.
+    assert after_on < before - 0.5, (before, after_on)
+    assert abs(after_off - before) < (before - after_on) / 2, (before, after_off, after_on)
+
+
+def test_ptx_with_zero_coefficient_is_off(toy, tmp_path):
+    rows = ppo(toy, tmp_path / "zero", "--unsup_shards", str(toy["shards"]), "--unsup_coef", "0", steps=2)
+    assert "ptx_loss" not in rows[-1]
+
+
+@shared_hh
+@shared_gpt2
+def test_whole_chain_on_the_shared_hh_sample(tmp_path):
+    """prepare -> phase 1 -> phase 2 -> phase 3, each phase starting from the previous checkpoint."""
+    shards = tmp_path / "shards"
+    prepare(PrepareOptions(data=["hh"], data_dir=SHARED_HH, out=shards, tokenizer=str(GPT2),
+                           split="2,4,4", max_seq_len=128, max_prompt_len=96, progress=False))
+    small = ("--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "4", "--max_steps", "6", "--eval_iters", "2")
+    sft = train("trainer.phase1_sft", shards, tmp_path / "phase1", *small, "--learning_rate", "1e-3")
+    rm = train("trainer.phase2_reward", shards, tmp_path / "phase2", *small)
+    assert sft[-1]["eval_loss"] < sft[0]["eval_loss"] and "eval_accuracy" in rm[-1]
+    rows = train("trainer.phase3_ppo", shards, tmp_path / "phase3", "--actor_model_name_or_path", str(tmp_path / "phase1"),
+                 "--critic_model_name_or_path", str(tmp_path / "phase2"), "--max_steps", "3", "--per_device_generation_batch_size", "2",
+                 "--per_device_training_batch_size", "2", "--max_answer_seq_len", "8", "--num_warmup_steps", "0", model_flags=False)
+    assert len(rows) == 3 and all(math.isfinite(r["reward"]) for r in rows)
+    assert (tmp_path / "phase3" / "actor" / "config.json").is_file() and (tmp_path / "phase3" / "critic" / "value_head.pt").is_file()
