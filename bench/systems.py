@@ -4,7 +4,8 @@
 
   ours      `dataprep prepare` (split 6,2,2, seed 1234, GPT-2, max_seq_len 512, max_prompt_len 256)
   dschat    a DeepSpeed-Chat-style pipeline written from ../shared/reference/dschat.md section 3:
-            per-row tokenizer calls, padding to max_seq_len, int64 tensors, torch.save per phase
+            per-row tokenizer calls, padding to max_seq_len, int64 tensors, the BatchEncodings kept
+            in a PromptDataset and pickled with torch.save per phase
   dschat-load  torch.load of the dschat output (what every rank does at start-up)
   datasets  HF datasets: map(batched=True) + save_to_disk, num_proc WORKERS
   ceiling   the tokenizer's own encode_batch over the same texts, in memory (import and JSON parse
@@ -63,7 +64,31 @@ def ours(src: Path, out: Path, workers: int) -> dict:
     return {"tokens": tokens}
 
 
+class PromptDataset:
+    """DeepSpeed-Chat's PromptDataset: the per-phase lists of tokenizer outputs, pickled whole."""
+
+    def __init__(self, prompt_dataset, chosen_dataset, reject_dataset, pad_token_id, train_phase):
+        self.prompt_dataset, self.chosen_dataset, self.reject_dataset = prompt_dataset, chosen_dataset, reject_dataset
+        self.pad_token_id, self.train_phase = pad_token_id, train_phase
+
+    def __len__(self):
+        return len(self.prompt_dataset if self.train_phase == 3 else self.chosen_dataset)
+
+    def __getitem__(self, idx):
+        if self.train_phase == 1:
+            row = self.chosen_dataset[idx]
+            return {"input_ids": row["input_ids"], "attention_mask": row["attention_mask"],
+                    "labels": row["input_ids"].masked_fill(row["attention_mask"] == 0, -100)}
+        if self.train_phase == 2:
+            c, r = self.chosen_dataset[idx], self.reject_dataset[idx]
+            return c["input_ids"], c["attention_mask"], r["input_ids"], r["attention_mask"]
+        p = self.prompt_dataset[idx]
+        return p["input_ids"], p["attention_mask"], self.pad_token_id
+
+
 def dschat(src: Path, out: Path, workers: int) -> dict:
+    """create_dataset_split, row by row: each tokenizer call's BatchEncoding is kept as DeepSpeed-Chat
+    keeps it (its fast-tokenizer encodings included, which torch.save pickles with it)."""
     import torch
     from transformers import PreTrainedTokenizerFast
 
@@ -72,23 +97,29 @@ def dschat(src: Path, out: Path, workers: int) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     tokens = 0
     for (phase, side), rows in parts.items():
-        data = []
-        for prompt, chosen, rejected in rows:  # one tokenizer call per text, as create_dataset_split does
+        prompt_dataset, chosen_dataset, reject_dataset = [], [], []
+        for prompt, chosen, rejected in rows:
             if phase == 1:
                 t = tok(prompt + chosen + EOT, max_length=MAX_SEQ, padding="max_length", truncation=True, return_tensors="pt")
-                data.append({"input_ids": t["input_ids"].squeeze(0), "attention_mask": t["attention_mask"].squeeze(0)})
+                t["input_ids"], t["attention_mask"] = t["input_ids"].squeeze(0), t["attention_mask"].squeeze(0)
+                chosen_dataset.append(t)
                 tokens += int(t["attention_mask"].sum())
             elif phase == 2:
                 c = tok(prompt + chosen + EOT, max_length=MAX_SEQ, padding="max_length", truncation=True, return_tensors="pt")
                 r = tok(prompt + rejected + EOT, max_length=MAX_SEQ, padding="max_length", truncation=True, return_tensors="pt")
-                data.append((c["input_ids"], c["attention_mask"], r["input_ids"], r["attention_mask"]))
+                chosen_dataset.append(c)
+                reject_dataset.append(r)
                 tokens += int(c["attention_mask"].sum() + r["attention_mask"].sum())
             else:
                 t = tok(prompt, return_tensors="pt")
                 if t["input_ids"].shape[-1] <= MAX_PROMPT:
-                    data.append((t["input_ids"].squeeze(0).flip(0), t["attention_mask"].squeeze(0).flip(0), tok.pad_token_id))
+                    for key in ("input_ids", "attention_mask"):
+                        t[key] = t[key].squeeze(0).flip(0)
+                    prompt_dataset.append(t)
                     tokens += t["input_ids"].shape[-1]
-        torch.save(data, out / f"phase{phase}_{side}.pt")
+        dataset = PromptDataset(prompt_dataset, chosen_dataset, reject_dataset, tok.pad_token_id, phase)
+        torch.save(dataset, out / f"phase{phase}_{side}.pt")
+        del dataset, prompt_dataset, chosen_dataset, reject_dataset
     return {"tokens": tokens}
 
 

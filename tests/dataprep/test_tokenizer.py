@@ -10,7 +10,7 @@ import pytest
 
 from dataprep.errors import DataprepError
 from dataprep.tokenizer import load_tokenizer
-from tests.conftest import GPT2, sample_texts, shared_gpt2
+from tests.conftest import GPT2, SHARED_HH_FILES, sample_texts, shared_gpt2, shared_hh
 
 PAIRS = [
     ("\n\nHuman: How do I bake bread?\n\nAssistant:", " Mix flour and water."),
@@ -121,3 +121,63 @@ def test_fingerprint_ignores_cosmetic_config(hf_dir, tmp_path):
     spec["model"]["merges"].pop()
     (copy / "tokenizer.json").write_text(json.dumps(spec))
     assert load_tokenizer(str(copy)).fingerprint != load_tokenizer(str(hf_dir)).fingerprint
+
+
+# -- encode_joined: each prompt tokenized once, with the ids of the joined text ------------------------
+
+_EDGES = ["", " ", "  ", "\n", "\t", ":", "'s", "a", "Z", "7", "é", "日本", "🍞", "<|endoftext|>", "\u00a0", "\u3000", "?!", "--"]
+
+
+def _fuzz_pairs(seed: int, n: int) -> tuple[list[str], list[str], list[str]]:
+    """Prompts and two responses built from edge-case pieces, so every kind of junction occurs."""
+    import random
+
+    rng = random.Random(seed)
+    piece = lambda: "".join(rng.choice(_EDGES) for _ in range(rng.randint(0, 4)))
+    prompts = [piece() + rng.choice(_EDGES) for _ in range(n)]
+    return prompts, [rng.choice(_EDGES) + piece() for _ in range(n)], [rng.choice(_EDGES) + piece() for _ in range(n)]
+
+
+def _check_joined(tok, prompts, chosen, rejected):
+    joined = tok.encode_joined(prompts, [chosen, rejected])
+    assert joined == [tok.encode_with_prefix(prompts, chosen), tok.encode_with_prefix(prompts, rejected)]
+
+
+@pytest.mark.parametrize("fixture", ["bpe_json", "hf_dir"])
+def test_encode_joined_equals_the_joined_text_on_every_junction(fixture, request):
+    tok = load_tokenizer(str(request.getfixturevalue(fixture)))
+    _check_joined(tok, *_fuzz_pairs(seed=1, n=3000))
+    prompts, responses = zip(*PAIRS)
+    _check_joined(tok, list(prompts), list(responses), list(reversed(responses)))
+
+
+def test_encode_joined_takes_the_shortcut_only_for_gpt2_style_tokenizers(bpe_json, spm_model, tmp_path):
+    from tokenizers import Tokenizer, normalizers
+
+    from dataprep.tokenizer import _junction_safe
+
+    assert _junction_safe(Tokenizer.from_file(str(bpe_json)))
+    normalized = Tokenizer.from_file(str(bpe_json))
+    normalized.normalizer = normalizers.Lowercase()
+    assert not _junction_safe(normalized)
+    normalized.save(str(tmp_path / "tokenizer.json"))
+    _check_joined(load_tokenizer(str(tmp_path / "tokenizer.json")), *_fuzz_pairs(seed=2, n=500))  # the general path
+    _check_joined(load_tokenizer(str(spm_model)), *_fuzz_pairs(seed=3, n=300))
+
+
+@shared_gpt2
+@shared_hh
+def test_encode_joined_with_gpt2_on_every_shared_hh_row():
+    import gzip
+
+    from dataprep.sources.hh import split_dialogue
+
+    rows = []
+    for path in SHARED_HH_FILES:
+        for line in gzip.open(path, "rt", encoding="utf-8"):
+            row = json.loads(line)
+            c, r = split_dialogue(row["chosen"]), split_dialogue(row["rejected"])
+            if c and r and c[0] == r[0]:
+                rows.append((c[0], c[1], r[1]))
+    prompts, chosen, rejected = (list(x) for x in zip(*rows))
+    _check_joined(load_tokenizer(str(GPT2)), prompts, chosen, rejected)

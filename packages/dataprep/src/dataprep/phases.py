@@ -69,7 +69,7 @@ def encode_phase(
     truncated = 0
 
     if phase == 1:
-        ids, plen = tokenizer.encode_with_prefix(prompts, rows.column("chosen").to_pylist())
+        (ids, plen), = tokenizer.encode_joined(prompts, [rows.column("chosen").to_pylist()])
         for i, (seq, n) in enumerate(zip(ids, plen)):
             seq, cut = _finish(seq, tokenizer.eos_id, max_seq_len)
             truncated += cut
@@ -80,8 +80,9 @@ def encode_phase(
         chosen, rejected = rows.column("chosen").to_pylist(), rows.column("rejected").to_pylist()
         pairs = [i for i, r in enumerate(rejected) if r is not None]
         dropped.update({i: "no_rejected" for i, r in enumerate(rejected) if r is None})
-        c_ids, c_len = tokenizer.encode_with_prefix([prompts[i] for i in pairs], [chosen[i] for i in pairs])
-        r_ids, r_len = tokenizer.encode_with_prefix([prompts[i] for i in pairs], [rejected[i] for i in pairs])
+        # One prompt, two responses: the prompt is tokenized once where that gives the same ids.
+        (c_ids, c_len), (r_ids, r_len) = tokenizer.encode_joined(
+            [prompts[i] for i in pairs], [[chosen[i] for i in pairs], [rejected[i] for i in pairs]])
         for i, c, r, cn, rn in zip(pairs, c_ids, r_ids, c_len, r_len):
             c, c_cut = _finish(c, tokenizer.eos_id, max_seq_len)
             r, r_cut = _finish(r, tokenizer.eos_id, max_seq_len)

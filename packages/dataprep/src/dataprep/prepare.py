@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm import tqdm
 
-from dataprep import FORMAT_VERSION, __version__, blend, faults, grouping, locking, manifest as mf, shards, unsup
+from dataprep import FORMAT_VERSION, __version__, blend, faults, grouping, locking, manifest as mf, memory, shards, unsup
 from dataprep.errors import DataprepError
 from dataprep.phases import PHASES, TOKEN_COLUMNS, encode_phase, length_stats, phase_schema, token_lengths, token_type
 from dataprep.pool import DROPPED_SCHEMA, POOL_BATCH_ROWS, POOL_SCHEMA, Pool, build_pool, count_reasons, dropped_rows
@@ -44,7 +44,9 @@ from dataprep.sources.options import AdapterOptions, from_prepare as adapter_opt
 from dataprep.split import parse_split
 from dataprep.tokenizer import Tokenizer, load_tokenizer
 
-ENCODE_CHUNK = 2048  # rows per tokenizer call: large enough for the Rust thread pool, small for progress
+ENCODE_CHUNK = 1024  # rows per tokenizer call: large enough for the Rust thread pool, small for progress
+TEXT_BATCH_ROWS = 1024  # rows per record batch of normalized/ and dropped/ (large text rows; a batch is buffered)
+TRIM_EVERY = 4  # chunks between returns of freed heap memory to the system (memory.py)
 SFT_ONLY_SPLIT = "10,0,0"  # DeepSpeed-Chat's split for sft_only_data_path: all of each side to phase 1
 OUTPUT_DIRS = ("phase1", "phase2", "phase3", unsup.PART, "normalized", "dropped")  # commit order
 
@@ -214,8 +216,8 @@ def _build(opts, datasets, inputs, tokenizer: Tokenizer, key, wanted, staging: P
         pool = build_pool(dataset, described, [1] if sft_only else wanted, staging,
                           replace(opts, split=SFT_ONLY_SPLIT) if sft_only else opts, pins)
         # Text tables for auditing, zstd-compressed (they are read whole, never memory-mapped row by row).
-        normalized = shards.ArrowFile(staging / "normalized" / f"{dataset.name}.arrow", _normalized_schema(), compression="zstd")
-        drops = shards.ArrowFile(staging / "dropped" / f"{dataset.name}.arrow", DROPPED_SCHEMA, compression="zstd")
+        normalized = shards.ArrowFile(staging / "normalized" / f"{dataset.name}.arrow", _normalized_schema(), TEXT_BATCH_ROWS, "zstd")
+        drops = shards.ArrowFile(staging / "dropped" / f"{dataset.name}.arrow", DROPPED_SCHEMA, TEXT_BATCH_ROWS, "zstd")
         for kept, dropped_here in pool.tables():
             normalized.write(kept)
             drops.write(dropped_here)
@@ -336,7 +338,9 @@ def _tokenize_part(phase: int, side: str, pool: Pool, drops: shards.ArrowFile, t
         return len(chunk), reasons, rows, positions, encode_phase(phase, tokenizer, rows, opts.max_seq_len, opts.max_prompt_len)
 
     chunks = (index[start : start + ENCODE_CHUNK] for start in range(0, len(index), ENCODE_CHUNK))
-    for n, reasons, rows, positions, enc in _in_order(encode, chunks):
+    for done, (n, reasons, rows, positions, enc) in enumerate(_in_order(encode, chunks), 1):
+        if done % TRIM_EVERY == 0:
+            memory.release()
         _add(counts, reasons)
         if enc.dropped:
             where, why = list(enc.dropped), list(enc.dropped.values())

@@ -21,6 +21,7 @@ from dataprep.errors import DataprepError
 METADATA_KEY = b"dataprep"
 ROWS_PER_BATCH = 4096
 DEFAULT_SHARD_BYTES = 256 << 20
+ROWS_PER_MAP = 128  # take_rows: rows read through one memory map
 
 
 def shard_name(side: str, index: int, count: int) -> str:
@@ -138,21 +139,24 @@ def take_rows(path: Path, starts: np.ndarray, index: np.ndarray, schema: pa.Sche
     """Copies of the rows at `index` (in that order) of an Arrow file whose batches begin at `starts`.
 
     Rows are taken batch by batch: Arrow's take on a many-chunk table first concatenates every chunk,
-    i.e. copies the whole file. The file is mapped for the call only, since pages read through a
-    long-lived map count in the process's memory until the end of the run; keep its batches small
-    when reading in random order, as a read pages in whole batches."""
+    i.e. copies the whole file. There is one Arrow call per touched batch, so very small batches make
+    random-order reads slow. Every page read through a map counts in the process's memory while the
+    map lives, and the kernel maps the cached pages around each one read (fault-around, 64 KiB): so
+    the file is mapped afresh for every ROWS_PER_MAP rows taken, which bounds those pages whatever
+    the file size."""
     index = np.asarray(index, dtype=np.int64)
     if index.size == 0:
         return schema.empty_table()
-    reader = pa.ipc.open_file(pa.memory_map(str(path)))
     batch = np.searchsorted(starts, index, side="right") - 1
     order = np.argsort(batch, kind="stable")
     batches, rows = batch[order], index[order]
     cuts = np.flatnonzero(np.diff(batches)) + 1
-    pieces = [
-        reader.get_batch(int(b)).take(pa.array(group - starts[b]))
-        for b, group in zip(batches[np.r_[0, cuts]], np.split(rows, cuts))
-    ]
+    pieces, reader, mapped = [], None, 0
+    for b, group in zip(batches[np.r_[0, cuts]], np.split(rows, cuts)):
+        if reader is None or mapped >= ROWS_PER_MAP:
+            reader, mapped = pa.ipc.open_file(pa.memory_map(str(path))), 0  # drops the previous map
+        pieces.append(reader.get_batch(int(b)).take(pa.array(group - starts[b])))
+        mapped += len(group)
     taken = pa.Table.from_batches(pieces, schema=schema).combine_chunks()
     restore = np.empty_like(order)
     restore[order] = np.arange(len(order))

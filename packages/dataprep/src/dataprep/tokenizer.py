@@ -55,6 +55,9 @@ class Tokenizer:
     definition: bytes = field(repr=False)  # what decides the ids: serialized tokenizer or model file bytes
     encode: Callable[[list[str]], list[list[int]]] = field(repr=False)
     encode_with_prefix: Callable[[list[str], list[str]], Encoded] = field(repr=False)
+    # encode_joined(prefixes, [suffixes, ...]) -> [encode_with_prefix(prefixes, suffixes), ...], with each
+    # prefix tokenized once where that provably gives the same ids (see _junction_safe).
+    encode_joined: Callable[[list[str], list[list[str]]], list[Encoded]] = field(repr=False)
     decode: Callable[[list[int]], str] = field(repr=False)
     # For --template chat: the Jinja chat template and the special-token strings templates refer to.
     chat_template: str | None = field(default=None, repr=False)
@@ -121,13 +124,20 @@ def _rust_definition(serialized: str) -> bytes:
     return serialized.encode()
 
 
-def _tokenizers_codec(tok) -> tuple[Callable, Callable, Callable]:
-    """encode / encode_with_prefix / decode over a `tokenizers.Tokenizer`.
+def _tokenizers_codec(tok) -> tuple[Callable, Callable, Callable, Callable]:
+    """encode / encode_with_prefix / encode_joined / decode over a `tokenizers.Tokenizer`.
 
     The prompt boundary is found in token space: the first token that holds the response's first
     character starts the response (`char_to_token`, computed in Rust), so a token straddling the
-    boundary belongs to the response and leading special tokens (BOS) to the prompt."""
+    boundary belongs to the response and leading special tokens (BOS) to the prompt.
+
+    encode_joined skips that work where it can: for a tokenizer that passes `_junction_safe` and a
+    row whose prompt ends in a non-space and whose response starts with a space, tokens never span
+    the junction, so ids(prompt + response) = ids(prompt) + ids(response without special tokens).
+    Each prompt is then tokenized once for all its responses (phase 2's chosen and rejected), without
+    offsets; the other rows take the general path."""
     fast = getattr(tok, "encode_batch_fast", tok.encode_batch)  # no offsets: for texts without a boundary
+    junction_safe = _junction_safe(tok)
 
     def encode(texts: list[str]) -> list[list[int]]:
         return [e.ids for e in fast(texts, add_special_tokens=True)]
@@ -141,10 +151,67 @@ def _tokenizers_codec(tok) -> tuple[Callable, Callable, Callable]:
             prefix_lens.append(first if first is not None else _prefix_tokens(len(prefix), enc.offsets, enc.special_tokens_mask))
         return ids, prefix_lens
 
+    def encode_joined(prefixes: list[str], suffix_lists: list[list[str]]) -> list[Encoded]:
+        if not junction_safe:
+            return [encode_with_prefix(prefixes, suffixes) for suffixes in suffix_lists]
+        joins = [[_joins(p, s) for p, s in zip(prefixes, suffixes)] for suffixes in suffix_lists]
+        needed = [any(column) for column in zip(*joins)]
+        heads = iter(e.ids for e in fast([p for p, n in zip(prefixes, needed) if n], add_special_tokens=True))
+        head = [next(heads) if n else None for n in needed]
+        results = []
+        for suffixes, join in zip(suffix_lists, joins):
+            tails = iter(fast([s for s, j in zip(suffixes, join) if j], add_special_tokens=False))
+            ids = [head[i] + next(tails).ids if j else None for i, j in enumerate(join)]
+            prefix_lens = [len(head[i]) if j else 0 for i, j in enumerate(join)]
+            rest = [i for i, j in enumerate(join) if not j]
+            if rest:
+                rest_ids, rest_lens = encode_with_prefix([prefixes[i] for i in rest], [suffixes[i] for i in rest])
+                for i, row, n in zip(rest, rest_ids, rest_lens):
+                    ids[i], prefix_lens[i] = row, n
+            results.append((ids, prefix_lens))
+        return results
+
     def decode(ids: list[int]) -> str:
         return tok.decode(ids, skip_special_tokens=False)
 
-    return encode, encode_with_prefix, decode
+    return encode, encode_with_prefix, encode_joined, decode
+
+
+def _joins(prefix: str, suffix: str) -> bool:
+    """The junction rule's row condition: the prompt ends in a non-space, the response starts with an
+    ASCII space, tab or newline (whitespace for every regex flavour)."""
+    return bool(prefix) and not prefix[-1].isspace() and bool(suffix) and suffix[0] in " \t\n\r"
+
+
+def _junction_safe(tok) -> bool:
+    """True when, for text = prompt + response with the prompt ending in a non-space and the response
+    starting with whitespace, ids(text) = ids(prompt) + ids(response, no special tokens).
+
+    Why it holds for the tokenizers accepted here (GPT-2's byte-level BPE family, OPT included):
+    GPT-2's pattern splits text into pre-tokens, and BPE merges stay inside a pre-token. No
+    alternative of the pattern matches a non-space followed by a space (a space only ever starts a
+    match, and whitespace runs contain only whitespace), so a pre-token always ends at the junction.
+    The only lookahead ("not followed by a non-space") belongs to whitespace runs, which the prompt
+    does not end with, and there is no lookbehind: the prompt's pre-tokens are the same alone, and so
+    are the response's. An added token could still span the junction only if it contained whitespace or
+    stripped it (lstrip/rstrip), so such tokenizers are excluded, as are normalizers (other than
+    none), BPE dropout, and post-processors that add anything after the text."""
+    spec = json.loads(tok.to_str())
+    model, pre, post = spec.get("model") or {}, spec.get("pre_tokenizer") or {}, spec.get("post_processor")
+    if spec.get("normalizer") is not None or model.get("type") != "BPE" or model.get("dropout"):
+        return False
+    if not (pre.get("type") == "ByteLevel" and pre.get("use_regex", True) and not pre.get("add_prefix_space")):
+        return False
+    if post is not None and post.get("type") not in ("ByteLevel", "TemplateProcessing"):
+        return False
+    if post is not None and post.get("type") == "TemplateProcessing":
+        single = post.get("single") or []
+        if not single or "Sequence" not in single[-1]:  # something (EOS, say) after the text
+            return False
+    for added in spec.get("added_tokens") or []:
+        if any(c.isspace() for c in added["content"]) or added.get("lstrip") or added.get("rstrip"):
+            return False
+    return True
 
 
 def _prefix_tokens(prefix_end: int, offsets, special_mask) -> int:
@@ -182,7 +249,7 @@ def _from_tokenizer_json(spec: str, path: Path, eos_token: str | None) -> Tokeni
     eos = eos_token or _config_token(config, "eos_token") or next((t for t in _EOS_CANDIDATES if t in special), None)
     if eos is None:
         raise DataprepError(f"--tokenizer {spec}: cannot tell its end-of-text token; pass --eos-token TOKEN")
-    encode, encode_with_prefix, decode = _tokenizers_codec(tok)
+    encode, encode_with_prefix, encode_joined, decode = _tokenizers_codec(tok)
     ids = {"bos_token": token_id("bos_token", None), "eos_token": token_id("eos_token", eos)}
     return Tokenizer(
         spec=spec,
@@ -196,6 +263,7 @@ def _from_tokenizer_json(spec: str, path: Path, eos_token: str | None) -> Tokeni
         definition=_rust_definition(tok.to_str()),
         encode=encode,
         encode_with_prefix=encode_with_prefix,
+        encode_joined=encode_joined,
         decode=decode,
         chat_template=_pick_template((config or {}).get("chat_template"), path.parent / "chat_template.jinja"),
         special_tokens={name: tok.id_to_token(i) for name, i in ids.items() if i is not None},
@@ -264,9 +332,10 @@ def _from_hf_dir(spec: str, path: Path, eos_token: str | None, revision: str | N
     backend = getattr(hf, "backend_tokenizer", None)
     if backend is not None:
         # Fast tokenizers: the Rust backend gives the same ids as hf(text) and char offsets.
-        encode, encode_with_prefix, decode = _tokenizers_codec(backend)
+        encode, encode_with_prefix, encode_joined, decode = _tokenizers_codec(backend)
     else:
         encode, encode_with_prefix, decode = _slow_hf_codec(hf)
+        encode_joined = _each(encode_with_prefix)
     return Tokenizer(
         spec=spec,
         kind="transformers",
@@ -279,6 +348,7 @@ def _from_hf_dir(spec: str, path: Path, eos_token: str | None, revision: str | N
         definition=_rust_definition(backend.to_str()) if backend is not None else b"".join(p.name.encode() + b"\0" + p.read_bytes() for p in files),
         encode=encode,
         encode_with_prefix=encode_with_prefix,
+        encode_joined=encode_joined,
         decode=decode,
         chat_template=_pick_template(getattr(hf, "chat_template", None), path / "chat_template.jinja"),
         special_tokens={name: getattr(hf, name) for name in ("bos_token", "eos_token") if isinstance(getattr(hf, name, None), str)},
@@ -296,6 +366,11 @@ def _slow_hf_codec(hf) -> tuple[Callable, Callable, Callable]:
         return whole, [_shared_prefix(a, b) for a, b in zip(whole, encode(prefixes))]
 
     return encode, encode_with_prefix, lambda ids: hf.decode(ids)
+
+
+def _each(encode_with_prefix: Callable) -> Callable:
+    """encode_joined for codecs without a shortcut: one encode_with_prefix per suffix list."""
+    return lambda prefixes, suffix_lists: [encode_with_prefix(prefixes, suffixes) for suffixes in suffix_lists]
 
 
 def _shared_prefix(a: list[int], b: list[int]) -> int:
@@ -348,5 +423,6 @@ def _from_sentencepiece(spec: str, path: Path, eos_token: str | None, workers: i
         definition=path.read_bytes(),
         encode=encode,
         encode_with_prefix=encode_with_prefix,
+        encode_joined=_each(encode_with_prefix),
         decode=lambda ids: sp.decode([i for i in ids]),
     )

@@ -81,9 +81,7 @@ def registered() -> dict[str, Callable[[Path | None, str | None], Dataset]]:
 
 def resolve(spec: str, data_dir: Path | None = None, revision: str | None = None) -> Dataset:
     """Turn one `--data` argument into a Dataset with its files located (downloading if needed)."""
-    from dataprep.sources import local
-
-    from dataprep.sources import catalog, hub
+    from dataprep.sources import catalog, hub, local
 
     names = registered()
     if spec in names:
