@@ -207,6 +207,41 @@ def cycle(loader):
         yield from loader
 
 
+class RoundLog:
+    """Sums over one PPO round, averaged over all ranks at the end of the round."""
+
+    def __init__(self, device):
+        self.device = device
+        self.rollout = torch.zeros(5, dtype=torch.float64, device=device)  # answers kept, short, reward, kl, answer tokens
+        self.loss_sums: dict[str, float] = {}
+        self.micro = 0
+        self.generation_s = 0.0
+
+    def experience(self, exp: Experience, short: int, seconds: float) -> None:
+        kept = exp.mask.sum(dim=1) > 0
+        kl = ((exp.logprobs - exp.ref_logprobs) * exp.mask).sum(dim=1)
+        self.rollout += torch.stack([kept.sum(), torch.tensor(short, device=self.device), exp.score[kept].sum(), kl[kept].sum(),
+                                     exp.mask.sum()]).double()
+        self.generation_s += seconds
+
+    def losses(self, values: dict) -> None:
+        for k, v in values.items():
+            self.loss_sums[k] = self.loss_sums.get(k, 0.0) + v
+        self.micro += 1
+
+    def summary(self, training_s: float) -> dict:
+        names = sorted(self.loss_sums)
+        losses = torch.tensor([self.loss_sums[k] / max(1, self.micro) for k in names], dtype=torch.float64, device=self.device)
+        totals = torch.cat([self.rollout, losses])
+        torch.distributed.all_reduce(totals)
+        world = torch.distributed.get_world_size()
+        kept, short, reward, kl, tokens = totals[:5].tolist()
+        row = {"reward": reward / max(kept, 1), "kl": kl / max(kept, 1), "answer_len": tokens / max(kept, 1),
+               "answers": int(kept), "dropped_short": int(short)}
+        row.update({k: v / world for k, v in zip(names, totals[5:].tolist())})
+        return {**row, "generation_s": self.generation_s, "training_s": training_s}
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     rank, world, device = runtime.init_distributed()
@@ -288,41 +323,6 @@ def main(argv=None) -> None:
             save_tokenizer(tokenizer, args.output_dir / name)
         metrics.plot(args.output_dir / "ppo.png", panels=(("reward", "reward_ema"), ("kl",), ("actor_loss", "critic_loss"), ("ptx_loss",), ("answer_len",)))
     torch.distributed.barrier()
-
-
-class RoundLog:
-    """Sums over one PPO round, averaged over all ranks at the end of the round."""
-
-    def __init__(self, device):
-        self.device = device
-        self.rollout = torch.zeros(5, dtype=torch.float64, device=device)  # answers kept, short, reward, kl, answer tokens
-        self.loss_sums: dict[str, float] = {}
-        self.micro = 0
-        self.generation_s = 0.0
-
-    def experience(self, exp: Experience, short: int, seconds: float) -> None:
-        kept = exp.mask.sum(dim=1) > 0
-        kl = ((exp.logprobs - exp.ref_logprobs) * exp.mask).sum(dim=1)
-        self.rollout += torch.stack([kept.sum(), torch.tensor(short, device=self.device), exp.score[kept].sum(), kl[kept].sum(),
-                                     exp.mask.sum()]).double()
-        self.generation_s += seconds
-
-    def losses(self, values: dict) -> None:
-        for k, v in values.items():
-            self.loss_sums[k] = self.loss_sums.get(k, 0.0) + v
-        self.micro += 1
-
-    def summary(self, training_s: float) -> dict:
-        names = sorted(self.loss_sums)
-        losses = torch.tensor([self.loss_sums[k] / max(1, self.micro) for k in names], dtype=torch.float64, device=self.device)
-        totals = torch.cat([self.rollout, losses])
-        torch.distributed.all_reduce(totals)
-        world = torch.distributed.get_world_size()
-        kept, short, reward, kl, tokens = totals[:5].tolist()
-        row = {"reward": reward / max(kept, 1), "kl": kl / max(kept, 1), "answer_len": tokens / max(kept, 1),
-               "answers": int(kept), "dropped_short": int(short)}
-        row.update({k: v / world for k, v in zip(names, totals[5:].tolist())})
-        return {**row, "generation_s": self.generation_s, "training_s": training_s}
 
 
 if __name__ == "__main__":
