@@ -249,12 +249,16 @@ def _build(opts, datasets, inputs, tokenizer: Tokenizer, key, wanted, staging: P
     }
 
 
+def _shard_meta(tokenizer: Tokenizer, **extra) -> dict:
+    """What every shard's schema metadata says about itself (shards.METADATA_KEY)."""
+    return {"format_version": FORMAT_VERSION, "tokenizer_fingerprint": tokenizer.fingerprint, "eos_id": tokenizer.eos_id,
+            "bos_id": tokenizer.bos_id, "pad_id": tokenizer.pad_id, **extra}
+
+
 def _build_unsup(opts, datasets: list[Dataset], inputs: list[dict], tokenizer: Tokenizer, staging: Path) -> dict:
     """Phase 3's unsupervised (PTX) blocks, from --unsup (see unsup.py)."""
     (staging / unsup.PART).mkdir()
-    meta = {"format_version": FORMAT_VERSION, "tokenizer_fingerprint": tokenizer.fingerprint, "eos_id": tokenizer.eos_id,
-            "bos_id": tokenizer.bos_id, "pad_id": tokenizer.pad_id}
-    built = unsup.build(datasets, tokenizer, opts.unsup_block, staging / unsup.PART, meta, opts.shard_bytes, opts.strict)
+    built = unsup.build(datasets, tokenizer, opts.unsup_block, staging / unsup.PART, _shard_meta(tokenizer), opts.shard_bytes, opts.strict)
     paths, rows = built.pop("paths"), built.pop("rows")
     faults.checkpoint("shard")
     return {"inputs": inputs, **built, "shards": [_file_record(staging, p, n) for p, n in zip(paths, rows)]}
@@ -270,9 +274,7 @@ def _build_phase(phase: int, side: str, pools: list[Pool], dropped: list, tokeni
     """Tokenize every dataset's part of one phase and side, blend, and stream the rows into shards."""
     ids = token_type(tokenizer.vocab_size)
     schema = phase_schema(phase, ids)
-    meta = {"format_version": FORMAT_VERSION, "phase": phase, "side": side, "tokenizer_fingerprint": tokenizer.fingerprint,
-            "eos_id": tokenizer.eos_id, "bos_id": tokenizer.bos_id, "pad_id": tokenizer.pad_id,
-            "max_seq_len": opts.max_seq_len, "max_prompt_len": opts.max_prompt_len}
+    meta = _shard_meta(tokenizer, phase=phase, side=side, max_seq_len=opts.max_seq_len, max_prompt_len=opts.max_prompt_len)
     writer = shards.ShardWriter(staging / f"phase{phase}", side, schema, meta, opts.shard_bytes)
     lengths = {c: [] for c in TOKEN_COLUMNS[phase]}
 

@@ -12,7 +12,7 @@ IndexError; empty texts are counted drops.
 from __future__ import annotations
 
 from dataprep.sources.options import AdapterOptions
-from dataprep.sources.rows import Row, Skip, build, human, pair_reason, reply, text
+from dataprep.sources.rows import Row, build, first_item, human, pair_reason, reply, text
 from dataprep.sources.spec import Adapter, Normalizer, Spec
 
 COLUMNS = ("question", "human_answers")
@@ -21,14 +21,8 @@ CONFIG = "all"
 
 def _row(row: dict) -> Row:
     question = text(row, "question")
-    answers = row.get("human_answers")
-    if answers is None:
-        raise Skip("missing_field", "human_answers")
-    if not isinstance(answers, list):
-        raise Skip("wrong_type", "human_answers")
-    if not answers:
-        raise Skip("empty_answers", "human_answers")
-    answer = text(row, "human_answers[0]", answers[0], given=True)
+    first = first_item(row.get("human_answers"), "human_answers", "empty_answers")
+    answer = text(row, "human_answers[0]", first, given=True)
     return Row(human(question), reply(answer), None, pair_reason(question, answer, None))
 
 

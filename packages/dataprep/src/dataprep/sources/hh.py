@@ -9,12 +9,10 @@ or a dialogue is missing (`missing_field`).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pyarrow as pa
 
-from dataprep.errors import DataprepError
 from dataprep.sources import CANONICAL, Dataset, InputFile, local
 
 NAME = "hh"
@@ -32,16 +30,11 @@ def resolve(data_dir: Path | None, revision: str | None) -> Dataset:
 
 def _from_hub(revision: str | None) -> Dataset:
     patterns = [f"{s}/{split}.jsonl.gz" for s in SUBSETS for split in ("train", "test")]
-    try:
-        from huggingface_hub import snapshot_download
+    from dataprep.sources import hub
 
-        root = Path(snapshot_download(HUB_ID, repo_type="dataset", revision=revision, allow_patterns=patterns))
-    except Exception as exc:  # offline, unknown revision, auth: all end the same way for the user
-        offline = "HF_HUB_OFFLINE is set" if os.environ.get("HF_HUB_OFFLINE") else type(exc).__name__
-        raise DataprepError(
-            f"hh: cannot download {HUB_ID} ({offline}); fetch {{{','.join(SUBSETS)}}}/{{train,test}}.jsonl.gz "
-            f"from https://huggingface.co/datasets/{HUB_ID} into DIR/<subset>/ and pass --data-dir DIR"
-        ) from None
+    root = hub.snapshot(HUB_ID, revision, patterns,
+                        f"hh: cannot download {HUB_ID} ({{why}}); fetch {{{{{','.join(SUBSETS)}}}}}/{{{{train,test}}}}.jsonl.gz "
+                        f"from https://huggingface.co/datasets/{HUB_ID} into DIR/<subset>/ and pass --data-dir DIR")
     files = tuple(
         InputFile(root / p, "eval" if p.endswith("test.jsonl.gz") else "train", f"{NAME}/{p.removesuffix('.jsonl.gz')}")
         for p in patterns

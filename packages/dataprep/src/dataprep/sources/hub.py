@@ -82,13 +82,17 @@ def _download(spec: Spec, revision: str | None) -> Path:
         patterns, ref = [f"{spec.parquet_config}/*"], revision or PARQUET_REF
     else:
         patterns, ref = DATA_PATTERNS, revision
+    return snapshot(spec.hub_id, ref, patterns, f"{spec.name}: cannot download {spec.hub_id} ({{why}}); fetch its "
+                    f"{_expected(spec)} files from {_url(spec)} into DIR and pass --data-dir DIR")
+
+
+def snapshot(hub_id: str, revision: str | None, patterns: list[str], failure: str) -> Path:
+    """A dataset repo's matching files from the hub (cached). Any failure (offline, unknown revision,
+    auth) ends the same way for the user: one line, `failure` with {why} filled in."""
     try:
         from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(spec.hub_id, repo_type="dataset", revision=ref, allow_patterns=patterns))
-    except Exception as exc:  # offline, unknown revision, auth: all end the same way for the user
+        return Path(snapshot_download(hub_id, repo_type="dataset", revision=revision, allow_patterns=patterns))
+    except Exception as exc:
         why = "HF_HUB_OFFLINE is set" if os.environ.get("HF_HUB_OFFLINE") else type(exc).__name__
-        raise DataprepError(
-            f"{spec.name}: cannot download {spec.hub_id} ({why}); fetch its {_expected(spec)} files from {_url(spec)} "
-            f"into DIR and pass --data-dir DIR"
-        ) from None
+        raise DataprepError(failure.format(why=why)) from None

@@ -14,7 +14,7 @@ IndexError; empty texts are counted drops.
 from __future__ import annotations
 
 from dataprep.sources.options import AdapterOptions
-from dataprep.sources.rows import Row, Skip, build, human, pair_reason, reply, text
+from dataprep.sources.rows import Row, build, first_item, human, pair_reason, reply, text
 from dataprep.sources.spec import Adapter, Normalizer, Spec
 
 
@@ -24,14 +24,8 @@ def _qg(row: dict) -> Row:
 
 
 def _qag(row: dict) -> Row:
-    questions = row.get("questions")
-    if questions is None:
-        raise Skip("missing_field", "questions")
-    if not isinstance(questions, list):
-        raise Skip("wrong_type", "questions")
-    if not questions:
-        raise Skip("empty_questions", "questions")
-    question, paragraph = text(row, "questions[0]", questions[0], given=True), text(row, "paragraph")
+    first = first_item(row.get("questions"), "questions", "empty_questions")
+    question, paragraph = text(row, "questions[0]", first, given=True), text(row, "paragraph")
     return Row(human(question), reply(paragraph), None, pair_reason(question, paragraph, None))
 
 

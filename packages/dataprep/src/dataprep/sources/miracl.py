@@ -13,21 +13,14 @@ get_rejected (its phase-2 method alone is guarded). Empty texts and identical pa
 from __future__ import annotations
 
 from dataprep.sources.options import AdapterOptions
-from dataprep.sources.rows import Row, Skip, build, human, pair_reason, reply, text
+from dataprep.sources.rows import Row, Skip, build, first_item, human, pair_reason, reply, text
 from dataprep.sources.spec import Adapter, Normalizer, Spec
 
 COLUMNS = ("query", "positive_passages", "negative_passages")
 
 
 def _first_text(row: dict, field: str, empty: str) -> str:
-    passages = row.get(field)
-    if passages is None:
-        raise Skip("missing_field", field)
-    if not isinstance(passages, list):
-        raise Skip("wrong_type", field)
-    if not passages:
-        raise Skip(empty, field)
-    first = passages[0]
+    first = first_item(row.get(field), field, empty)
     if not isinstance(first, dict):
         raise Skip("wrong_type", field)
     return text(row, f"{field}[0].text", first.get("text"), given=True)

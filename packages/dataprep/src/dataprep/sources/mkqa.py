@@ -15,7 +15,7 @@ from __future__ import annotations
 from functools import partial
 
 from dataprep.sources.options import AdapterOptions
-from dataprep.sources.rows import Row, Skip, build, human, pair_reason, reply, text
+from dataprep.sources.rows import Row, Skip, build, first_item, human, pair_reason, reply, text
 from dataprep.sources.spec import Adapter, Normalizer, Spec
 
 COLUMNS = ("queries", "answers")
@@ -32,14 +32,10 @@ def _field(row: dict, column: str, lang: str) -> object:
 
 def _row(lang: str, row: dict) -> Row:
     query = text(row, f"queries.{lang}", _field(row, "queries", lang), given=True)
-    answers = _field(row, "answers", lang)
-    if answers is None:
-        raise Skip("missing_field", f"answers.{lang}")
-    if not isinstance(answers, list) or (answers and not isinstance(answers[0], dict)):
+    first = first_item(_field(row, "answers", lang), f"answers.{lang}", "empty_answers")
+    if not isinstance(first, dict):
         raise Skip("wrong_type", f"answers.{lang}")
-    if not answers:
-        raise Skip("empty_answers", f"answers.{lang}")
-    answer = answers[0].get("text")
+    answer = first.get("text")
     if answer is None:
         return Row(human(query), None, None, "no_answer")
     answer = text(row, f"answers.{lang}[0].text", answer, given=True)

@@ -62,6 +62,18 @@ def text(row: dict, field: str, value: object = None, *, given: bool = False) ->
     return value
 
 
+def first_item(value: object, field: str, empty: str) -> object:
+    """The first element of the list at `field`: null -> missing_field, not a list -> wrong_type,
+    an empty list -> the adapter's `empty` reason (DeepSpeed-Chat indexes [0] and crashes)."""
+    if value is None:
+        raise Skip("missing_field", field)
+    if not isinstance(value, list):
+        raise Skip("wrong_type", field)
+    if not value:
+        raise Skip(empty, field)
+    return value[0]
+
+
 def pair_reason(prompt: str, chosen: str, rejected: str | None) -> str | None:
     """The content checks every adapter applies to its raw texts (before any formatting)."""
     if not prompt.strip():
