@@ -87,3 +87,8 @@ def test_cli_prints_the_unsup_counts(tmp_path, capsys):
                  "--unsup", str(docs), "--unsup-block", "8", "--quiet"])
     assert code == 0
     assert "unsup: 7 documents, kept 3, dropped empty_text 2, missing_field 1, wrong_type 1;" in capsys.readouterr().out
+
+
+def test_a_missing_unsup_path_names_the_flag(tmp_path):
+    with pytest.raises(DataprepError, match=r"^--unsup .*nowhere.jsonl: no such file or directory$"):
+        build(tmp_path, tmp_path / "nowhere.jsonl", block=8)

@@ -41,6 +41,9 @@ ENCODE_CHUNK = 2048
 def resolve(paths: list[str]) -> list[Dataset]:
     from dataprep.sources import local
 
+    for p in paths:
+        if not Path(p).expanduser().exists():
+            raise DataprepError(f"--unsup {p}: no such file or directory")
     return [local.resolve(Path(p).expanduser()) for p in paths]
 
 
