@@ -44,19 +44,19 @@ def hh_rows(path: Path):
 
 def phase_rows(rows):
     """{(phase, side): [row, ...]} with DeepSpeed-Chat's 9,1 carve then 6,2,2 split."""
-    from dataprep.split import split_indices
+    from dataprep.split import Split
 
-    train, evals = split_indices(SEED, "9,1", len(rows), parts=2)
+    train, evals = Split.parse("9,1", parts=2).indices(SEED, len(rows))
     out = {}
     for side, pool in (("train", train), ("eval", evals)):
-        for phase, index in zip((1, 2, 3), split_indices(SEED, SPLIT, len(pool))):
+        for phase, index in zip((1, 2, 3), Split.parse(SPLIT).indices(SEED, len(pool))):
             out[(phase, side)] = [rows[i] for i in pool[index] if rows[i] is not None]
     return out
 
 
 def ours(src: Path, out: Path, workers: int) -> dict:
     os.environ["RAYON_NUM_THREADS"] = str(workers)
-    from dataprep.prepare import PrepareOptions, prepare
+    from dataprep import PrepareOptions, prepare
 
     result = prepare(PrepareOptions(data=[str(src)], out=out, tokenizer=str(GPT2), split=SPLIT, seed=SEED,
                                     max_seq_len=MAX_SEQ, max_prompt_len=MAX_PROMPT, force=True, progress=False))

@@ -12,8 +12,8 @@ import pytest
 
 from dataprep import blend, cli
 from dataprep.errors import DataprepError
-from dataprep.prepare import PrepareOptions, prepare
-from dataprep.split import shuffle_index, split_indices
+from dataprep import PrepareOptions, prepare
+from dataprep.split import Split, shuffle_index
 from dataprep.verify import verify
 from tests.conftest import SAMPLE_TOKENIZER
 
@@ -161,7 +161,7 @@ def test_sft_only_data_feeds_phase_1_in_deepspeed_chat_order(three, tmp_path):
     prepare(_opts(tmp_path / "ab", data))
     for side, file, size in (("train", "s/train", 40), ("eval", "s/test", 12)):
         blended = _rows(_phase(tmp_path / "ab", 1, side))  # DeepSpeed-Chat's blend of a and b
-        (everything,) = [ix for ix in split_indices(1234, "10,0,0", size) if len(ix)]  # 10,0,0: the whole permutation
+        (everything,) = [ix for ix in Split.parse("10,0,0").indices(1234, size) if len(ix)]  # 10,0,0: the whole permutation
         concat = blended + [(file, int(i)) for i in everything]
         expected = [concat[i] for i in shuffle_index(1234, len(concat))]  # appended, then reshuffled with the seed
         assert _rows(_phase(tmp_path / "out", 1, side)) == expected
@@ -175,8 +175,8 @@ def test_sft_only_data_after_a_single_dataset(three, tmp_path):
     sft = _dataset(tmp_path, "s", 30, 0, rejected=False)  # train only: carved 9,1 as DeepSpeed-Chat does
     manifest = prepare(_opts(tmp_path / "out", [str(three / "c")], sft_only_data=[str(sft)])).manifest
     prepare(_opts(tmp_path / "c", [str(three / "c")]))
-    carved_train, _ = split_indices(1234, "9,1", 30, parts=2)
-    (part,) = [ix for ix in split_indices(1234, "10,0,0", len(carved_train)) if len(ix)]
+    carved_train, _ = Split.parse("9,1", parts=2).indices(1234, 30)
+    (part,) = [ix for ix in Split.parse("10,0,0").indices(1234, len(carved_train)) if len(ix)]
     concat = _rows(_phase(tmp_path / "c", 1, "train")) + [("s/train", int(carved_train[i])) for i in part]
     assert _rows(_phase(tmp_path / "out", 1, "train")) == [concat[i] for i in shuffle_index(1234, len(concat))]
     assert manifest["inputs"][1]["carve"]["split"] == "9,1"

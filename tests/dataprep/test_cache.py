@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from dataprep import sources
-from dataprep.prepare import PrepareOptions, prepare
+from dataprep import PrepareOptions, prepare
 from tests.conftest import SAMPLE, SAMPLE_TOKENIZER
 
 

@@ -14,9 +14,9 @@ from tests.conftest import SAMPLE, SAMPLE_TOKENIZER
 
 def _run(out: Path, threads: int, chunk: int) -> None:
     code = (
-        "import sys; from pathlib import Path; from dataprep import prepare as p; "
-        f"p.ENCODE_CHUNK = {chunk}; "
-        f"p.prepare(p.PrepareOptions(data=[{str(SAMPLE)!r}], out=Path({str(out)!r}), tokenizer={str(SAMPLE_TOKENIZER)!r}, split='6,2,2', progress=False))"
+        "import sys; from pathlib import Path; import dataprep; from dataprep import phases; "
+        f"phases.ENCODE_CHUNK = {chunk}; "
+        f"dataprep.prepare(dataprep.PrepareOptions(data=[{str(SAMPLE)!r}], out=Path({str(out)!r}), tokenizer={str(SAMPLE_TOKENIZER)!r}, split='6,2,2', progress=False))"
     )
     env = {**os.environ, "RAYON_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "true"}
     subprocess.run([sys.executable, "-c", code], check=True, env=env)

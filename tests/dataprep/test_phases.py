@@ -8,8 +8,8 @@ import pytest
 from tokenizers import Tokenizer as RustTokenizer
 
 from dataprep.phases import encode_phase
-from dataprep.prepare import PrepareOptions, prepare
-from dataprep.shards import open_shard
+from dataprep import PrepareOptions, prepare
+from dataprep.format import read_shard
 from dataprep.tokenizer import load_tokenizer
 from tests.conftest import GPT2, SHARED_HH, shared_gpt2, shared_hh
 
@@ -57,7 +57,7 @@ def _texts(out) -> dict:
 
 
 def _shard(out, phase: int, side: str) -> pa.Table:
-    return pa.concat_tables(open_shard(p) for p in sorted((out / f"phase{phase}").glob(f"{side}-*.arrow")))
+    return pa.concat_tables(read_shard(p) for p in sorted((out / f"phase{phase}").glob(f"{side}-*.arrow")))
 
 
 @shared_hh

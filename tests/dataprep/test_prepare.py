@@ -11,10 +11,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from dataprep import prepare as prepare_module
+from dataprep import phases
 from dataprep.errors import DataprepError
-from dataprep.prepare import PrepareOptions, prepare
-from dataprep.split import shuffle_index, split_indices
+from dataprep import PrepareOptions, prepare
+from dataprep.split import Split, shuffle_index
 from tests.conftest import SAMPLE, SAMPLE_TOKENIZER
 
 
@@ -76,7 +76,7 @@ def test_phase_rows_follow_deepspeed_chat_indices(sample):
     kept = {(r["side"], r["row_id"]) for r in normalized}
     dropped = {(r["side"], r["row_id"]) for r in _read(out / "dropped" / "sample-hh.arrow").to_pylist()}
     for side, n in (("train", 400), ("eval", 100)):
-        for phase, index in zip((1, 2, 3), split_indices(1234, "6,2,2", n)):
+        for phase, index in zip((1, 2, 3), Split.parse("6,2,2").indices(1234, n)):
             expected = [int(i) for i in index if (side, int(i)) in kept and (side, int(i)) not in dropped]
             assert _phase(out, phase, side).column("row_id").to_pylist() == expected
 
@@ -99,7 +99,7 @@ def test_shards_are_memory_mapped_without_copying(sample):
 
 def test_rebuild_is_byte_identical_whatever_the_chunking(sample, tmp_path, monkeypatch):
     out, manifest = sample
-    monkeypatch.setattr(prepare_module, "ENCODE_CHUNK", 7)
+    monkeypatch.setattr(phases, "ENCODE_CHUNK", 7)
     again = prepare(_opts(tmp_path / "again", split="6,2,2")).manifest
     for phase in manifest["phases"]:
         for side in ("train", "eval"):

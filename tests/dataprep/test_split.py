@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from dataprep.errors import DataprepError
-from dataprep.split import parse_split, shuffle_index, split_boundaries, split_indices
+from dataprep.split import Split, shuffle_index
 
 
 def test_permutation_golden():
@@ -17,7 +17,7 @@ def test_permutation_golden():
 
 
 def test_first_indices_of_each_phase_golden():
-    parts = split_indices(1234, "2,4,4", 1000)
+    parts = Split.parse("2,4,4").indices(1234, 1000)
     assert [p[:5].tolist() for p in parts] == [[681, 990, 155, 768, 438], [281, 42, 255, 906, 394], [97, 834, 650, 55, 43]]
 
 
@@ -42,12 +42,12 @@ def test_first_indices_of_each_phase_golden():
     ],
 )
 def test_part_sizes_golden(size, spec, sizes):
-    assert [len(p) for p in split_indices(1234, spec, size)] == sizes
+    assert [len(p) for p in Split.parse(spec).indices(1234, size)] == sizes
 
 
 @pytest.mark.parametrize("size, sizes", [(33143, [29829, 3314]), (19578, [17620, 1958]), (5, [5, 0])])
 def test_train_eval_carve_golden(size, sizes):
-    assert [len(p) for p in split_indices(1234, "9,1", size, parts=2)] == sizes
+    assert [len(p) for p in Split.parse("9,1", parts=2).indices(1234, size)] == sizes
 
 
 def _legacy_shuffle(seed: int, size: int) -> list[int]:
@@ -92,9 +92,9 @@ def test_matches_rederivation(seed, spec, size):
     expected = _rederived(seed, spec, size)
     if expected is None:
         with pytest.raises(DataprepError, match="negative part"):
-            split_indices(seed, spec, size)
+            Split.parse(spec).indices(seed, size)
         return
-    got = [p.tolist() for p in split_indices(seed, spec, size)]
+    got = [p.tolist() for p in Split.parse(spec).indices(seed, size)]
     assert got == expected
     assert sorted(i for p in got for i in p) == list(range(size)), "parts must partition the rows"
 
@@ -102,13 +102,13 @@ def test_matches_rederivation(seed, spec, size):
 def test_negative_boundary_is_an_error_not_an_overlap():
     # DeepSpeed-Chat: boundaries [0, -1, 3, 7] -> phase 1 gets perm[0:-1] (6 rows) and overlaps phase 3.
     with pytest.raises(DataprepError, match="negative part"):
-        split_boundaries("0,1,1", 7)
+        Split.parse("0,1,1").boundaries(7)
 
 
 @pytest.mark.parametrize("spec", ["a,b,c", "1,2", "1,2,3,4", "-1,1,1", "0,0,0", "", "1,,1", "nan,1,1"])
 def test_malformed_split_strings(spec):
     with pytest.raises(DataprepError, match="--split"):
-        parse_split(spec)
+        Split.parse(spec)
 
 
 def test_dtype_rule_does_not_change_the_permutation():

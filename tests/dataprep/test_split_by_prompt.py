@@ -7,16 +7,15 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
-from types import SimpleNamespace
-
 import numpy as np
 import pyarrow as pa
 import pytest
 
-from dataprep import grouping
-from dataprep.prepare import PrepareOptions, prepare
+from dataprep import plan
+from dataprep import PrepareOptions, prepare
+from dataprep.pool import group_keys
 from dataprep.sources import CANONICAL
-from dataprep.split import split_indices
+from dataprep.split import Split
 from dataprep.verify import verify
 from tests.conftest import SAMPLE_TOKENIZER
 
@@ -117,8 +116,8 @@ def test_the_split_is_deepspeed_chats_over_groups(by_prompt, fixture):
     p = next(d for d in manifest["inputs"] if d["name"] == "p")
     test_prompts = {r["prompt"] for r in fixture["files"]["p/test"]}
     train_groups = len({r["prompt"] for r in fixture["files"]["p/train"] if r["prompt"] not in test_prompts} - {None}) + 1  # + the orphan
-    assert p["groups"]["train"] == [len(ix) for ix in split_indices(1234, SPLIT, train_groups)]
-    assert p["groups"]["eval"] == [len(ix) for ix in split_indices(1234, SPLIT, len(test_prompts))]
+    assert p["groups"]["train"] == [len(ix) for ix in Split.parse(SPLIT).indices(1234, train_groups)]
+    assert p["groups"]["eval"] == [len(ix) for ix in Split.parse(SPLIT).indices(1234, len(test_prompts))]
     q = next(d for d in manifest["inputs"] if d["name"] == "q")
     assert q["groups"]["pinned_rows"] == 5 * 4  # prompts 25-29 were placed by p
     assert q["carve"]["unit"] == "group"
@@ -151,13 +150,11 @@ def test_a_group_column_outweighs_the_prompt():
     rows = pa.Table.from_pylist(
         [{"prompt": f"p{i}", "chosen": "a", "rejected": "b", "drop_reason": None, "group": f"post{i % 7}" if i < 70 else None}
          for i in range(100)], schema=CANONICAL)
-    keys = grouping.row_keys(rows, "shp/train", 0)
+    keys = group_keys(rows, "shp/train", 0)
     assert len(np.unique(keys)) == 7 + 30
-    described = {"split": {}, "unused_rows": {}}
-    opts = SimpleNamespace(seed=1234, split=SPLIT)
-    side_of, phase_of, parts = grouping.split_groups("shp", keys, {"train": np.arange(100)}, [1, 2, 3], described, opts, grouping.Pins())
+    split = plan.split_rows("shp", keys, {"train": np.arange(100)}, Split.parse(SPLIT), (1, 2, 3), 1234, plan.Pins())
     for post in range(7):
         members = np.arange(post, 70, 7)
-        assert len(set(zip(side_of[members], phase_of[members]))) == 1
-    assert sorted(np.concatenate([ix for side in parts.values() for ix in side]).tolist()) == list(range(100))
-    assert described["carve"] == {"from": "train", "split": "9,1", "train": 33, "eval": 4, "unit": "group"}
+        assert len(set(zip(split.side_of[members], split.phase_of[members]))) == 1
+    assert sorted(np.concatenate([ix for side in split.parts.values() for ix in side]).tolist()) == list(range(100))
+    assert split.carve.record() == {"from": "train", "split": "9,1", "train": 33, "eval": 4, "unit": "group"}

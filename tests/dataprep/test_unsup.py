@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dataprep import shards
+from dataprep.format import read_shard
 from dataprep.errors import DataprepError
-from dataprep.prepare import PrepareOptions, prepare
+from dataprep import PrepareOptions, prepare
 from dataprep.tokenizer import load_tokenizer
 from dataprep.verify import verify
 from tests.conftest import SAMPLE, SAMPLE_TOKENIZER
@@ -32,7 +32,7 @@ def build(tmp_path: Path, docs_path: Path, block: int, **kw) -> dict:
 def unsup_rows(out: Path, manifest: dict) -> list[list[int]]:
     rows = []
     for record in manifest["unsup"]["shards"]:
-        rows += shards.open_shard(out / record["file"]).column("input_ids").to_pylist()
+        rows += read_shard(out / record["file"]).column("input_ids").to_pylist()
     return rows
 
 

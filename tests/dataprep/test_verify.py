@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dataprep.prepare import PrepareOptions, prepare
+from dataprep import PrepareOptions, prepare
 from tests.conftest import SAMPLE, SAMPLE_TOKENIZER
 
 SHARD = "phase2/train-00000-of-00001.arrow"

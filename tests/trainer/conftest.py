@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dataprep.prepare import PrepareOptions, prepare
+from dataprep import PrepareOptions, prepare
 from tests.conftest import SAMPLE, SAMPLE_TOKENIZER
 
 TINY = Path(__file__).resolve().parents[2] / "packages" / "trainer" / "src" / "trainer" / "configs" / "tiny-gpt2.json"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dataprep.prepare import PrepareOptions, prepare
+from dataprep import PrepareOptions, prepare
 from tests.conftest import SAMPLE, SAMPLE_TOKENIZER
 from tests.trainer.conftest import train
 

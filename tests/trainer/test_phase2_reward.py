@@ -9,7 +9,7 @@ import random
 import pytest
 import torch
 
-from dataprep.prepare import PrepareOptions, prepare
+from dataprep import PrepareOptions, prepare
 from tests.conftest import SAMPLE_TOKENIZER
 from tests.trainer.conftest import train
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from dataprep.prepare import PrepareOptions, prepare
+from dataprep import PrepareOptions, prepare
 from tests.conftest import GPT2, SHARED_HH, shared_gpt2, shared_hh
 from tests.trainer.conftest import TINY, train
-from trainer import runtime
+from dataprep.format import Manifest, TokenizerInfo
 from trainer.checkpoint import save_tokenizer
 from trainer.models import backbone, causal_lm
 from trainer.reward import RewardModel
@@ -61,7 +61,7 @@ def write_documents(path: Path, rows: int, seed: int = 1) -> Path:
     return path
 
 
-def token_reward_model(actor, tokenizer: dict, favoured: int) -> tuple[RewardModel, torch.Tensor]:
+def token_reward_model(actor, tokenizer: TokenizerInfo, favoured: int) -> tuple[RewardModel, torch.Tensor]:
     """A reward model whose score at a position is a fixed function of the token there."""
     model = RewardModel(backbone(None, TINY, tokenizer))
     gpt = model.backbone
@@ -86,7 +86,7 @@ def toy(tmp_path_factory) -> dict:
     prepare(PrepareOptions(data=[str(write_prompts(root / "prompts.jsonl", 400))], out=shards, tokenizer=str(tokenizer_json),
                            split="0,0,1", max_prompt_len=16, unsup=[str(write_documents(root / "docs.jsonl", 300))], unsup_block=16,
                            progress=False))
-    tokenizer = runtime.shard_tokenizer(shards)
+    tokenizer = Manifest.read(shards).tokenizer
     torch.manual_seed(0)
     actor = causal_lm(None, TINY, tokenizer)
     actor.save_pretrained(root / "actor")

@@ -9,7 +9,7 @@ import pytest
 
 from dataprep import shards
 from dataprep.errors import DataprepError
-from dataprep.prepare import PrepareOptions, prepare
+from dataprep import PrepareOptions, prepare
 from tests.conftest import SAMPLE, SAMPLE_TOKENIZER
 from trainer.shard_dataset import ShardDataset
 

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 
 from dataprep.errors import DataprepError
-from dataprep.prepare import PrepareOptions, prepare
+from dataprep import PrepareOptions, prepare
 from tests.conftest import SAMPLE_TOKENIZER
 from tests.dataprep.sources.native import write_jsonl, write_parquet
 from tests.dataprep.sources.test_shp import _pair

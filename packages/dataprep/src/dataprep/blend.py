@@ -13,6 +13,8 @@ dataset after the other, then, in phase 1, each `--sft-only-data` dataset's. The
     to the datasets' shares give exactly the unweighted blend. Then the same seeded shuffle;
   * SFT-only data (phase 1): appended after that blend and shuffled again with the seed, as
     DeepSpeed-Chat's `sft_only_data_path` is.
+
+Part of stage 5 of prepare (write.py).
 """
 
 from __future__ import annotations

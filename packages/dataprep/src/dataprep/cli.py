@@ -1,4 +1,6 @@
-"""The `dataprep` command line. Errors a user can fix print as one line and exit 2; no traceback."""
+"""The `dataprep` command line. Errors a user can fix print as one line and exit 2; no traceback.
+
+It runs prepare's six stages (pipeline.py), and inspect, verify and datasets over their output."""
 
 from __future__ import annotations
 
@@ -142,7 +144,7 @@ def _prepare(args: argparse.Namespace) -> int:
         # Read by the `tokenizers` Rust thread pool when it starts, i.e. before the first encode.
         os.environ["RAYON_NUM_THREADS"] = str(args.workers)
     from dataprep import report
-    from dataprep.prepare import PrepareOptions, prepare
+    from dataprep import PrepareOptions, prepare
 
     opts = PrepareOptions(
         data=args.data,
@@ -198,7 +200,7 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _datasets(args: argparse.Namespace) -> int:
-    from dataprep.sources.catalog import listing
+    from dataprep.sources import listing
 
     entries = listing()
     if args.json:

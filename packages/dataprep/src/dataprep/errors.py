@@ -1,4 +1,6 @@
-"""The one exception type a user can cause and fix."""
+"""The one exception type a user can cause and fix.
+
+Any stage raises it."""
 
 
 class DataprepError(Exception):

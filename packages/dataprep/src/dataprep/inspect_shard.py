@@ -1,4 +1,6 @@
-"""`dataprep inspect SHARD`: what is inside one shard, without trusting anything but the file."""
+"""`dataprep inspect SHARD`: what is inside one shard, without trusting anything but the file.
+
+A reader of prepare's output, through the contract (format.py)."""
 
 from __future__ import annotations
 
@@ -6,11 +8,11 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from dataprep import report, shards
+from dataprep import report
 from dataprep.errors import DataprepError
+from dataprep.format import PART_DIRS, TOKEN_COLUMNS, Manifest, check_shard, read_shard, schema, shard_metadata, token_lengths, validate
+from dataprep.phases import length_stats
 from dataprep.tokenizer import load_tokenizer
-from dataprep.phases import TOKEN_COLUMNS, length_stats, phase_schema, token_lengths
-from dataprep.verify import check_shard, find_listing
 
 
 def inspect(path: Path, rows: int = 3) -> dict:
@@ -20,22 +22,19 @@ def inspect(path: Path, rows: int = 3) -> dict:
     are refused); a shard copied elsewhere is read on its own."""
     if not path.is_file():
         raise DataprepError(f"{path}: no such file")
-    listing = find_listing(path)
-    if listing is not None:
-        out, manifest, record, phase, side = listing
-        table = check_shard(out, record, phase, side, manifest)
-        meta = shards.shard_metadata(table, path)
+    manifest = _manifest_beside(path)
+    if manifest is not None:
+        phase, side, record = manifest.locate(path)
+        table = check_shard(manifest, record, phase, side)
+        meta = shard_metadata(table, path)
     else:
-        table = shards.open_shard(path)
-        meta = shards.shard_metadata(table, path)
+        table = read_shard(path)
+        meta = shard_metadata(table, path)
         phase = meta.get("phase")
         ids = table.schema.field(TOKEN_COLUMNS[phase][0]).type.value_type if phase in TOKEN_COLUMNS else None
-        if phase not in TOKEN_COLUMNS or not table.schema.equals(phase_schema(phase, ids)):
+        if phase not in TOKEN_COLUMNS or not table.schema.equals(schema(phase, ids)):
             raise DataprepError(f"{path}: shard metadata names phase {phase!r} but its columns are {table.column_names}")
-        try:
-            table.validate(full=True)
-        except pa.ArrowInvalid as exc:
-            raise DataprepError(f"{path}: corrupt shard ({str(exc).splitlines()[0]})") from None
+        validate(table, path, full=True)
     lengths = {col: token_lengths(table.column(col)) for col in TOKEN_COLUMNS[phase]}
     info = {
         "path": str(path),
@@ -51,7 +50,7 @@ def inspect(path: Path, rows: int = 3) -> dict:
         "tokens": {col: length_stats(n) for col, n in lengths.items()},
         "histogram": {col: report.histogram(n) for col, n in lengths.items()},
     }
-    decoder, note = _decoder(listing[1] if listing else None, meta["tokenizer_fingerprint"])
+    decoder, note = _decoder(manifest, meta["tokenizer_fingerprint"])
     info["decode_note"] = note
     info["first_rows"] = [_row(table, i, phase, decoder) for i in range(min(rows, table.num_rows))]
     return info
@@ -69,11 +68,18 @@ def _row(table: pa.Table, i: int, phase: int | str, decoder) -> dict:
     return row
 
 
-def _decoder(manifest: dict | None, fingerprint: str):
+def _manifest_beside(path: Path) -> Manifest | None:
+    """The manifest of the prepared directory a shard lives in (OUT/phaseN/ or OUT/unsup/), or None
+    for a shard outside any; an unfinished output raises."""
+    parent = path.resolve().parent
+    return Manifest.read(parent.parent) if parent.name in PART_DIRS else None
+
+
+def _decoder(manifest: Manifest | None, fingerprint: str):
     """The tokenizer named by the output's manifest, if it still has the shard's fingerprint."""
     if manifest is None:
         return None, "standalone shard (no manifest beside it): rows shown as token ids"
-    spec = manifest["tokenizer"]["load"]
+    spec = manifest.tokenizer.load
     try:
         tok = load_tokenizer(spec)
     except DataprepError as exc:

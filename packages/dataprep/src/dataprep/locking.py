@@ -1,6 +1,8 @@
 """One build per output directory at a time, across processes (and nodes, on file systems with
 working POSIX locks): N ranks calling `prepare` on the same DIR build once; the others wait, then
-find a complete build and reuse it."""
+find a complete build and reuse it.
+
+It guards stages 2 to 6 of prepare (pipeline.py)."""
 
 from __future__ import annotations
 

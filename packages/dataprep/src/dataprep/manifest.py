@@ -1,105 +1,80 @@
-"""manifest.json: what went in, every option, what came out, and the keys that tie them together.
+"""Stage 6 of prepare, seal: the manifest from what every stage returned, its content hash, and the
+commit that moves a finished build into place. Also the reuse check (an up-to-date output with the
+same cache key). The read side of the manifest is format.Manifest.
 
-`cache_key` is a sha256 over the input files' contents (and hub revision), their sides and source
-labels, the adapters' versions, the tokenizer fingerprint, the tokenizer libraries' versions, every
-option that changes the output, and the format version: never a name, so a changed byte anywhere
-rebuilds. `content_sha256` is a sha256 over the manifest itself (all but the `run` section, which
-holds the timestamp and duration), so an edited manifest is detected by `dataprep verify`.
+`content_sha256` is a sha256 over the manifest itself (all but the `run` section, which holds the
+timestamp and duration), so an edited manifest is detected by `dataprep verify`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 
-from dataprep import FORMAT_VERSION, faults
-from dataprep.errors import DataprepError
-from dataprep.shards import file_sha256
-from dataprep.sources import ADAPTER_VERSIONS, Dataset
-from dataprep.tokenizer import Tokenizer
-
-NAME = "manifest.json"
-_LIBRARIES = ("pyarrow", "tokenizers", "transformers", "sentencepiece")
+from dataprep import __version__, faults
+from dataprep.format import FORMAT_VERSION, MANIFEST, Manifest, content_hash, token_type
+from dataprep.inputs import Inputs, libraries
+from dataprep.plan import DatasetSplit, SplitPlan
+from dataprep.pool import Pool
+from dataprep.write import PartResult
 
 
-def describe_inputs(dataset: Dataset) -> dict:
-    files = []
-    for f in dataset.files:
-        try:
-            files.append({"path": str(f.path), "side": f.side, "source": f.source, "bytes": f.path.stat().st_size, "sha256": file_sha256(f.path)})
-        except OSError as exc:
-            raise DataprepError(f"{f.path}: cannot be read ({exc.strerror})") from None
-    return {"name": dataset.name, "origin": dataset.origin, "revision": dataset.revision, "files": files,
-            "rows": {}, "carve": None, "split": {}, "unused_rows": {}}
-
-
-def cache_key(inputs: list[dict], tokenizer: Tokenizer, options: dict) -> str:
-    material = {
+def assemble(inputs: Inputs, pools: list[Pool], plan: SplitPlan, parts: dict[tuple[int, str], PartResult], overlap: dict,
+             tables: list[dict], unsup: dict | None) -> dict:
+    """The manifest's content: what went in, every option, and what came out."""
+    opts, tokenizer = inputs.options, inputs.tokenizer
+    phases: dict[str, dict] = {}
+    for (phase, side), result in parts.items():
+        phases.setdefault(str(phase), {})[side] = result.record()
+    manifest = {
         "format_version": FORMAT_VERSION,
-        "inputs": [
-            {"name": d["name"], "revision": d["revision"], "files": [[f["side"], f["source"], f["sha256"]] for f in d["files"]]}
-            for d in inputs
-        ],
-        "adapters": ADAPTER_VERSIONS,
-        "tokenizer": tokenizer.fingerprint,
+        "dataprep_version": __version__,
+        "cache_key": inputs.cache_key,
+        "options": {"data": list(opts.data), "data_dir": opts.data_dir and str(opts.data_dir), "revision": opts.revision,
+                    "tokenizer": opts.tokenizer, **inputs.key_options},
+        "tokenizer": {**tokenizer.describe(), "token_type": str(token_type(tokenizer.vocab_size))},
         "libraries": libraries(),
-        "options": options,
+        "inputs": [_input_record(d.record(), d.role, pool, split) for d, pool, split in zip(inputs.datasets, pools, plan.datasets)],
+        "phases": phases,
+        "prompt_overlap": overlap,
+        "tables": {sub: sorted((t for t in tables if t["file"].startswith(sub + "/")), key=lambda t: t["file"])
+                   for sub in ("normalized", "dropped")},
     }
-    return _sha256_json(material)
+    if unsup is not None:
+        manifest["unsup"] = unsup
+    return manifest
 
 
-def libraries() -> dict[str, str | None]:
-    found = {}
-    for lib in _LIBRARIES:
-        try:
-            found[lib] = importlib_metadata.version(lib)
-        except importlib_metadata.PackageNotFoundError:
-            found[lib] = None
-    return found
+def _input_record(record: dict, role: str, pool: Pool, split: DatasetSplit) -> dict:
+    """One dataset's record: its files with their row and drop counts, then how it was split."""
+    files = [{**f, "rows": counts.rows, "dropped": counts.dropped, **({"adapter": counts.adapter} if counts.adapter else {})}
+             for f, counts in zip(record["files"], pool.files)]
+    sides = pool.side_rows()
+    out = {**record, "files": files, "rows": {side: len(rows) for side, rows in sides.items()},
+           "carve": split.carve.record() if split.carve else None,
+           "split": {side: split.rows(side) for side in split.parts}, "unused_rows": {side: split.unused(side) for side in split.parts},
+           "role": role}
+    if split.groups is not None:
+        out["groups"] = split.groups.record()
+    return out
 
 
-def _sha256_json(value) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
-
-
-def content_hash(manifest: dict) -> str:
-    return _sha256_json({k: v for k, v in manifest.items() if k not in ("run", "content_sha256")})
-
-
-def finish(manifest: dict, run: dict) -> dict:
-    """Seal a manifest: add its content hash, then the unhashed `run` section."""
+def seal(manifest: dict, run: dict) -> dict:
+    """Add the content hash, then the unhashed `run` section (time and duration)."""
     manifest["content_sha256"] = content_hash(manifest)
     manifest["run"] = run
     return manifest
 
 
-def read(out: Path) -> dict:
-    path = out / NAME
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DataprepError(f"{path}: no manifest; {out} is not a finished `dataprep prepare` output (killed or still running? rerun prepare)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataprepError(f"{path}: not valid JSON ({exc}); rerun prepare") from None
-
-
-def listed_files(manifest: dict) -> list[dict]:
-    """Every output file the manifest vouches for: shards and tables, each with file, bytes, sha256."""
-    shards = [s for phase in manifest.get("phases", {}).values() for side in phase.values() for s in side["shards"]]
-    return shards + [t for tables in manifest.get("tables", {}).values() for t in tables]
-
-
 def is_complete(out: Path, key: str) -> bool:
     """True when OUT holds a sealed build with this key and every file it lists, at its size."""
     try:
-        manifest = json.loads((out / NAME).read_text())
-        if manifest.get("cache_key") != key or manifest.get("content_sha256") != content_hash(manifest):
+        manifest = Manifest(out, json.loads((out / MANIFEST).read_text()))
+        if manifest.data.get("cache_key") != key or not manifest.sealed:
             return False
-        return all((out / f["file"]).is_file() and (out / f["file"]).stat().st_size == f["bytes"] for f in listed_files(manifest))
+        return all((out / f["file"]).is_file() and (out / f["file"]).stat().st_size == f["bytes"] for f in manifest.files())
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False
 
@@ -107,7 +82,7 @@ def is_complete(out: Path, key: str) -> bool:
 def commit(staging: Path, out: Path, manifest: dict, subdirs: tuple[str, ...]) -> None:
     """Move a finished build from `staging` into `out`. The old manifest goes first and the new one
     comes last, so at every instant `out` either has no manifest or a manifest whose files are there."""
-    (out / NAME).unlink(missing_ok=True)
+    (out / MANIFEST).unlink(missing_ok=True)
     for sub in subdirs:
         target = out / sub
         if target.exists():
@@ -118,18 +93,6 @@ def commit(staging: Path, out: Path, manifest: dict, subdirs: tuple[str, ...]) -
             os.replace(staging / sub, target)
             faults.checkpoint("commit")
     faults.checkpoint("manifest")
-    tmp = staging / NAME
+    tmp = staging / MANIFEST
     tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp, out / NAME)
-
-
-def part_dir(phase: int | str) -> str:
-    """The output subdirectory of a part's shards: phase1..phase3, or unsup (phase 3's PTX blocks)."""
-    return "unsup" if phase == "unsup" else f"phase{phase}"
-
-
-def part_listing(manifest: dict, phase: int | str, side: str) -> dict | None:
-    """The manifest's record (counts and shards) of one phase and side, or None when it was not built."""
-    if phase == "unsup":
-        return manifest.get("unsup") if side == "train" else None
-    return manifest.get("phases", {}).get(str(phase), {}).get(side)
+    os.replace(tmp, out / MANIFEST)

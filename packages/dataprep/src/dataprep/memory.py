@@ -4,6 +4,8 @@ The tokenizer's Rust threads allocate every Encoding in their own malloc arenas,
 from another thread. glibc keeps such freed memory inside the arenas instead of returning it, so the
 resident size creeps up as the run goes on although nothing is kept. `release` after every few chunks
 gives it back. Elsewhere (macOS, musl) it is a no-op.
+
+Stage 4 of prepare (phases.py) calls it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Per-phase tokenization: canonical text rows -> unpadded token columns, as DeepSpeed-Chat builds them.
+"""Stage 4 of prepare, tokenize: canonical text rows -> unpadded token columns, as DeepSpeed-Chat builds them.
 
   phase 1 (SFT)     input_ids = tokens(prompt + chosen) + [EOS], prompt_len
   phase 2 (reward)  chosen_input_ids, rejected_input_ids = tokens(prompt + response) + [EOS], prompt_len
@@ -12,35 +12,30 @@ DeepSpeed-Chat's ids before padding. Differences from DeepSpeed-Chat, each on pu
     truncation carries no preference signal and is dropped (`identical_after_truncation`).
   * `prompt_len` (tokens of the prompt, found in token space) is stored for optional prompt masking.
 Every row goes in; each comes out either as a kept row or with a drop reason.
+
+`tokenize_part` streams one dataset's part of a phase and side out of its pool (stage 2) in the
+split's order (stage 3), chunk by chunk, for stage 5 (write.py) to write.
 """
 
 from __future__ import annotations
 
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import chain
+from typing import Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from dataprep import memory
+from dataprep.format import PROMPT_LEN_PHASES, TOKEN_COLUMNS, schema, token_type
+from dataprep.pool import Pool, count_reasons
 from dataprep.tokenizer import Tokenizer
 
-PHASES = (1, 2, 3)
-# "unsup": phase 3's unsupervised (PTX) blocks, see unsup.py.
-TOKEN_COLUMNS = {1: ("input_ids",), 2: ("chosen_input_ids", "rejected_input_ids"), 3: ("prompt_input_ids",), "unsup": ("input_ids",)}
-
-
-def token_type(vocab_size: int) -> pa.DataType:
-    """The narrowest id type for the vocabulary: 16-bit ids halve the shards of most vocabularies."""
-    return pa.uint16() if vocab_size <= 1 << 16 else pa.int32()
-
-
-def phase_schema(phase: int | str, ids: pa.DataType) -> pa.Schema:
-    fields = [pa.field("row_id", pa.int64()), pa.field("source", pa.string())]
-    fields += [pa.field(name, pa.list_(ids)) for name in TOKEN_COLUMNS[phase]]
-    if phase in (1, 2):
-        fields.append(pa.field("prompt_len", pa.int32()))
-    return pa.schema(fields)
+ENCODE_CHUNK = 1024  # rows per tokenizer call: large enough for the Rust thread pool, small for progress
+TRIM_EVERY = 4  # chunks between returns of freed heap memory to the system (memory.py)
 
 
 @dataclass
@@ -106,9 +101,9 @@ def encode_phase(
     keep_index = np.asarray(keep, dtype=np.int64)
     columns = {"row_id": rows.column("row_id").take(keep_index), "source": rows.column("source").take(keep_index)}
     columns.update({name: _token_array(values, ids) for name, values in out.items()})
-    if phase in (1, 2):
+    if phase in PROMPT_LEN_PHASES:
         columns["prompt_len"] = pa.array(prompt_lens, pa.int32())
-    table = pa.table(columns, schema=phase_schema(phase, ids))
+    table = pa.table(columns, schema=schema(phase, ids))
     return Encoded(table, dict(sorted(dropped.items())), truncated)
 
 
@@ -126,18 +121,6 @@ def _token_array(rows: list[list[int]], ids: pa.DataType) -> pa.Array:
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, type=ids))
 
 
-def numpy_view(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """A fixed-width Arrow array without nulls as numpy (a view when it has one chunk). Arrow's own
-    to_numpy imports pandas, which costs a noticeable fraction of a small run."""
-    if isinstance(array, pa.ChunkedArray):
-        array = array.combine_chunks()
-    return np.frombuffer(array.buffers()[1], dtype=np.dtype(str(array.type)))[array.offset : array.offset + len(array)]
-
-
-def token_lengths(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    return numpy_view(pc.list_value_length(column))
-
-
 def length_stats(lengths: np.ndarray) -> dict:
     """min / mean / p50 / p95 / max / total of token lengths."""
     if lengths.size == 0:
@@ -150,3 +133,50 @@ def length_stats(lengths: np.ndarray) -> dict:
         "max": int(lengths.max()),
         "total": int(lengths.sum()),
     }
+
+
+@dataclass
+class Chunk:
+    """One chunk of a dataset's phase part, tokenized."""
+
+    rows_in: int
+    parse_drops: dict[str, int]  # rows dropped while parsing (already in dropped/), by reason
+    table: pa.Table  # the kept rows, in the phase's schema
+    positions: np.ndarray  # pool positions of the kept rows, in table order
+    dropped: pa.Table  # pool rows this phase drops ...
+    reasons: list[str]  # ... and why
+    truncated: int  # kept rows cut at --max-seq-len
+
+
+def tokenize_part(phase: int, pool: Pool, index: np.ndarray, tokenizer: Tokenizer, max_seq_len: int, max_prompt_len: int) -> Iterator[Chunk]:
+    """The pool rows at `index`, in that order, tokenized chunk by chunk."""
+
+    def encode(positions: np.ndarray) -> Chunk:
+        rows = pool.take(positions)
+        parsed = pc.is_null(rows.column("drop_reason"))
+        parse_drops = count_reasons(rows.column("drop_reason"))
+        kept_at, rows = positions[parsed.to_numpy(zero_copy_only=False)], rows.filter(parsed)
+        encoded = encode_phase(phase, tokenizer, rows, max_seq_len, max_prompt_len)
+        where = np.fromiter(encoded.dropped, np.int64, len(encoded.dropped))
+        return Chunk(len(positions), parse_drops, encoded.table, np.delete(kept_at, where), rows.take(pa.array(where)),
+                     list(encoded.dropped.values()), encoded.truncated)
+
+    chunks = (index[start : start + ENCODE_CHUNK] for start in range(0, len(index), ENCODE_CHUNK))
+    for done, result in enumerate(_in_order(encode, chunks), 1):
+        if done % TRIM_EVERY == 0:
+            memory.release()
+        yield result
+
+
+def _in_order(fn: Callable, items, depth: int = 2):
+    """fn over items on `depth` threads, results in input order, at most `depth` in flight. The
+    tokenizer releases the GIL, so one chunk's Rust encoding overlaps the next chunk's Python work;
+    results are consumed in order, so the output does not depend on the timing."""
+    with ThreadPoolExecutor(depth) as pool:
+        pending = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= depth:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()

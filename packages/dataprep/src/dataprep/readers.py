@@ -9,6 +9,8 @@ from the first row not yet delivered and finds out why: a syntax error or bad UT
 fatal, while a row whose text field holds a non-string value is delivered with a `wrong_type` mark in
 the INVALID column (the adapter drops and counts it), or is fatal under `strict`. A text field of the
 wrong type in every row, an empty file or a truncated gzip file is fatal.
+
+Stage 2 of prepare (normalize) reads every input file through it.
 """
 
 from __future__ import annotations

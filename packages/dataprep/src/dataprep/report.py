@@ -1,4 +1,6 @@
-"""Plain-text rendering for the terminal: the prepare summary and length histograms."""
+"""Plain-text rendering for the terminal: the prepare summary and length histograms.
+
+It renders what stage 6 of prepare sealed, and inspect's findings."""
 
 from __future__ import annotations
 

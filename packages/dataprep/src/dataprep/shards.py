@@ -1,9 +1,6 @@
-"""Arrow IPC *file* shards: random access, memory-mapped, zero copy.
-
-A shard is `phaseP/{train,eval}-NNNNN-of-NNNNN.arrow`: record batches of unpadded `list<int32>` token
-columns (one offsets array and one flat values buffer per column, the layout of Megatron's .bin/.idx).
-The schema metadata key `dataprep` holds JSON naming the phase, side, tokenizer fingerprint and
-special-token ids, so a shard explains itself without the manifest.
+"""Writing Arrow IPC files, the low level of stage 5 (write.py): shards that roll over at a size and
+hold fixed-size record batches, single files renamed into place when complete, and random-order reads
+of staging files. The layout they write is format.py's.
 """
 
 from __future__ import annotations
@@ -16,16 +13,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from dataprep.errors import DataprepError
+from dataprep.format import METADATA_KEY, shard_name
 
-METADATA_KEY = b"dataprep"
 ROWS_PER_BATCH = 4096
 DEFAULT_SHARD_BYTES = 256 << 20
 ROWS_PER_MAP = 128  # take_rows: rows read through one memory map
-
-
-def shard_name(side: str, index: int, count: int) -> str:
-    return f"{side}-{index:05d}-of-{count:05d}.arrow"
 
 
 class _Rebatcher:
@@ -163,28 +155,14 @@ def take_rows(path: Path, starts: np.ndarray, index: np.ndarray, schema: pa.Sche
     return taken.take(pa.array(restore))
 
 
-def open_shard(path: Path) -> pa.Table:
-    """Memory-map a shard; the returned table's buffers point into the page cache (no copy)."""
-    try:
-        reader = pa.ipc.open_file(pa.memory_map(str(path), "r"))
-        return reader.read_all()
-    except FileNotFoundError:
-        raise DataprepError(f"{path}: no such file") from None
-    except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
-        raise DataprepError(f"{path}: not a readable Arrow shard ({str(exc).splitlines()[0]}); it may be truncated or corrupt") from None
-
-
-def shard_metadata(table_or_schema: pa.Table | pa.Schema, path: Path) -> dict:
-    schema = table_or_schema if isinstance(table_or_schema, pa.Schema) else table_or_schema.schema
-    raw = (schema.metadata or {}).get(METADATA_KEY)
-    if raw is None:
-        raise DataprepError(f"{path}: an Arrow file but not a dataprep shard (no '{METADATA_KEY.decode()}' schema metadata)")
-    return json.loads(raw)
-
-
 def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def file_record(root: Path, path: Path, rows: int) -> dict:
+    """What the manifest vouches for about one written file."""
+    return {"file": path.relative_to(root).as_posix(), "rows": rows, "bytes": path.stat().st_size, "sha256": file_sha256(path)}

@@ -6,6 +6,8 @@ the prompt boundary in token space, the special-token ids and a fingerprint: the
 defines the ids (the Rust tokenizer's full serialization, or the model files) plus the special-token
 ids. Two tokenizers with the same name but other vocabularies or merges never look alike, while two
 copies that differ only in cosmetic config (a model id, a max length) do.
+
+Stage 1 of prepare (inputs.py) loads it; stage 4 (phases.py) encodes with it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Unsupervised (PTX) data for phase 3: plain-text documents -> fixed-length token blocks.
+"""Stages 4 and 5 for phase 3's unsupervised (PTX) data: plain-text documents -> fixed-length token blocks.
 
 `dataprep prepare --unsup PATH ...` reads every document of PATH (local files or directories: the
 `text` column, else the first string column), tokenizes it as the tokenizer does (special tokens
@@ -26,35 +26,29 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dataprep import readers
+from dataprep import faults, readers, shards
 from dataprep.errors import DataprepError
-from dataprep.phases import length_stats, phase_schema, token_type
-from dataprep.shards import ShardWriter
-from dataprep.sources import Dataset
+from dataprep.format import UNSUP, part_dir, schema, token_type
+from dataprep.inputs import Input
+from dataprep.phases import length_stats
 from dataprep.tokenizer import Tokenizer
+from dataprep.write import shard_metadata
 
-PART = "unsup"  # the manifest section, the output directory and the shards' "phase"
 TEXT_COLUMN = "text"
 ENCODE_CHUNK = 2048
 
 
-def resolve(paths: list[str]) -> list[Dataset]:
-    from dataprep.sources import local
-
-    for p in paths:
-        if not Path(p).expanduser().exists():
-            raise DataprepError(f"--unsup {p}: no such file or directory")
-    return [local.resolve(Path(p).expanduser()) for p in paths]
-
-
-def build(datasets: list[Dataset], tokenizer: Tokenizer, block: int, directory: Path, meta: dict, shard_bytes: int, strict: bool) -> dict:
-    """Write the blocks under `directory`; returns the counts for the manifest (files are added by the caller)."""
+def build(inputs: list[Input], tokenizer: Tokenizer, block: int, staging: Path, shard_bytes: int, strict: bool) -> dict:
+    """Write the blocks under `staging/unsup/`; returns the manifest's `unsup` record."""
     ids = token_type(tokenizer.vocab_size)
-    writer = ShardWriter(directory, "train", phase_schema(PART, ids), {**meta, "phase": PART, "side": "train", "block": block}, shard_bytes)
+    directory = staging / part_dir(UNSUP)
+    directory.mkdir()
+    meta = {**shard_metadata(tokenizer), "phase": UNSUP, "side": "train", "block": block}
+    writer = shards.ShardWriter(directory, "train", schema(UNSUP, ids), meta, shard_bytes)
     stream = _BlockStream(block, np.dtype(str(ids)))
     rows_in, kept, dropped = 0, 0, {}
-    for dataset in datasets:
-        for file in dataset.files:
+    for input_ in inputs:
+        for file in input_.dataset.files:
             for texts in _texts(file.path, strict):
                 rows_in += len(texts)
                 usable = [t for t in texts if isinstance(t, str) and t.strip()]
@@ -73,7 +67,9 @@ def build(datasets: list[Dataset], tokenizer: Tokenizer, block: int, directory: 
             "give more text or a smaller --unsup-block"
         )
     paths = writer.close()
+    faults.checkpoint("shard")
     return {
+        "inputs": [{**d.record(), "role": d.role} for d in inputs],
         "block": block,
         "rows_in": rows_in,
         "kept": kept,
@@ -81,8 +77,7 @@ def build(datasets: list[Dataset], tokenizer: Tokenizer, block: int, directory: 
         "blocks": stream.emitted,
         "tail_tokens": stream.pending_tokens,
         "tokens": length_stats(np.full(stream.emitted, block)),
-        "paths": paths,
-        "rows": writer.rows,
+        "shards": [shards.file_record(staging, p, n) for p, n in zip(paths, writer.rows)],
     }
 
 
@@ -114,7 +109,7 @@ class _BlockStream:
                 "source": pa.array([source] * n, pa.string()),
                 "input_ids": pa.ListArray.from_arrays(offsets, pa.array(flat[: n * self.block], type=ids)),
             },
-            schema=phase_schema(PART, ids),
+            schema=schema(UNSUP, ids),
         )
         self.emitted += n
         return table

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from dataprep.format import TokenizerInfo
+
 
 def save_model(model: torch.nn.Module, out: Path, rank: int, zero_stage: int) -> None:
     """`model.save_pretrained(out)` on rank 0. Under ZeRO-3 each rank holds a slice of every parameter:
@@ -23,19 +25,19 @@ def save_model(model: torch.nn.Module, out: Path, rank: int, zero_stage: int) ->
         model.save_pretrained(out)
 
 
-def save_tokenizer(info: dict, out: Path) -> None:
+def save_tokenizer(info: TokenizerInfo, out: Path) -> None:
     """Put the shards' tokenizer beside the weights, so the checkpoint loads with AutoTokenizer."""
-    files = [Path(f) for f in info["files"]]  # absolute paths of the files that define the tokenizer
-    if info["kind"] == "tokenizers":
+    files = [Path(f) for f in info.files]  # absolute paths of the files that define the tokenizer
+    if info.kind == "tokenizers":
         from transformers import PreTrainedTokenizerFast
 
-        eos = _token(files[0], info["eos_id"])
-        pad = _token(files[0], info["pad_id"]) if info["pad_id"] is not None else eos
+        eos = _token(files[0], info.eos_id)
+        pad = _token(files[0], info.pad_id) if info.pad_id is not None else eos
         PreTrainedTokenizerFast(tokenizer_file=str(files[0]), eos_token=eos, pad_token=pad).save_pretrained(out)
-    elif info["kind"] == "transformers":
+    elif info.kind == "transformers":
         from transformers import AutoTokenizer
 
-        AutoTokenizer.from_pretrained(info["load"]).save_pretrained(out)
+        AutoTokenizer.from_pretrained(info.load).save_pretrained(out)
     else:
         for f in files:
             shutil.copy(f, out / f.name)

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dataprep.format import TokenizerInfo
 
-def causal_lm(model_name_or_path: str | None, model_config: Path | None, tokenizer: dict, **overrides):
+
+def causal_lm(model_name_or_path: str | None, model_config: Path | None, tokenizer: TokenizerInfo, **overrides):
     """`overrides` are config fields for from_pretrained (e.g. dropout_overrides)."""
     return _build("AutoModelForCausalLM", model_name_or_path, model_config, tokenizer, **overrides)
 
 
-def backbone(model_name_or_path: str | None, model_config: Path | None, tokenizer: dict):
+def backbone(model_name_or_path: str | None, model_config: Path | None, tokenizer: TokenizerInfo):
     """The transformer without its LM head (for the reward model)."""
     return _build("AutoModel", model_name_or_path, model_config, tokenizer)
 
@@ -31,7 +33,7 @@ def dropout_overrides(model_name_or_path: str, p: float | None) -> dict:
     return {name: p for name in DROPOUT_FIELDS if hasattr(config, name)}
 
 
-def _build(auto_class: str, model_name_or_path: str | None, model_config: Path | None, tokenizer: dict, **overrides):
+def _build(auto_class: str, model_name_or_path: str | None, model_config: Path | None, tokenizer: TokenizerInfo, **overrides):
     import transformers
     from transformers import AutoConfig
 
@@ -45,14 +47,14 @@ def _build(auto_class: str, model_name_or_path: str | None, model_config: Path |
     return model
 
 
-def _fit_config(config, tokenizer: dict) -> None:
+def _fit_config(config, tokenizer: TokenizerInfo) -> None:
     # Embedding rows rounded up to a multiple of 8, as DeepSpeed-Chat does (tensor-core friendly).
-    config.vocab_size = 8 * -(-tokenizer["vocab_size"] // 8)
-    config.eos_token_id = tokenizer["eos_id"]
-    config.bos_token_id = tokenizer["bos_id"] if tokenizer["bos_id"] is not None else tokenizer["eos_id"]
-    config.pad_token_id = tokenizer["pad_id"] if tokenizer["pad_id"] is not None else tokenizer["eos_id"]
+    config.vocab_size = 8 * -(-tokenizer.vocab_size // 8)
+    config.eos_token_id = tokenizer.eos_id
+    config.bos_token_id = tokenizer.bos_id if tokenizer.bos_id is not None else tokenizer.eos_id
+    config.pad_token_id = tokenizer.pad_or_eos
 
 
-def _fit_embeddings(model, tokenizer: dict) -> None:
-    if model.get_input_embeddings().num_embeddings < tokenizer["vocab_size"]:
-        model.resize_token_embeddings(8 * -(-tokenizer["vocab_size"] // 8))
+def _fit_embeddings(model, tokenizer: TokenizerInfo) -> None:
+    if model.get_input_embeddings().num_embeddings < tokenizer.vocab_size:
+        model.resize_token_embeddings(8 * -(-tokenizer.vocab_size // 8))

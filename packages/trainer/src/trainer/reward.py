@@ -30,6 +30,9 @@ class RewardModel(nn.Module):
     def config(self):
         return self.backbone.config
 
+    def gradient_checkpointing_enable(self) -> None:
+        self.backbone.gradient_checkpointing_enable()
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor | None = None) -> torch.Tensor:
         """Per-token scalar values, [B, L]. Left-padded rows (phase 3) need `position_ids`."""
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False).last_hidden_state

@@ -1,50 +1,46 @@
-"""What every phase's script shares: flags (DeepSpeed-Chat's names), distributed start-up, the
-DeepSpeed config, the optimizer, shard loaders, the tokenizer check and the metrics log."""
+"""What every phase's script shares: distributed start-up, the DeepSpeed engines (config, optimizer,
+schedule), shard loaders, the tokenizer check and the metrics log. Engines are described by typed
+values (EngineSpec, OptimSpec), so each phase says what it needs without building fake flags."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
 import socket
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from dataprep import manifest as mf
-from dataprep.errors import DataprepError
+from dataprep import DataprepError, load_tokenizer
+from dataprep.format import TokenizerInfo
 
 NO_DECAY = ("bias", "layer_norm.weight", "layernorm.weight", "norm.weight", "ln_f.weight", "ln_1.weight", "ln_2.weight")
 
 
-def common_args(description: str, phase: int) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=description)
-    p.add_argument("--shards", type=Path, required=True, help="a `dataprep prepare` output directory")
-    model = p.add_mutually_exclusive_group(required=True)
-    model.add_argument("--model_name_or_path", help="Hugging Face model id or directory")
-    model.add_argument("--model_config", type=Path, help="build a fresh model from this config.json (tests, CPU runs)")
-    p.add_argument("--per_device_train_batch_size", type=int, default=16)
-    p.add_argument("--per_device_eval_batch_size", type=int, default=16)
-    p.add_argument("--gradient_accumulation_steps", type=int, default=1)
-    p.add_argument("--learning_rate", type=float, default=1e-3 if phase == 1 else 5e-5)
-    p.add_argument("--weight_decay", type=float, default=0.0)
-    p.add_argument("--num_train_epochs", type=int, default=1)
-    p.add_argument("--max_steps", type=int, default=0, help="stop after this many optimizer steps (0: run the epochs)")
-    p.add_argument("--lr_scheduler_type", default="cosine", choices=["cosine", "linear", "constant"])
-    p.add_argument("--num_warmup_steps", type=int, default=0)
-    p.add_argument("--seed", type=int, default=1234)
-    p.add_argument("--zero_stage", type=int, default=0, choices=[0, 1, 2, 3])
-    p.add_argument("--offload", action="store_true", help="ZeRO CPU offload of optimizer state (stage 2/3)")
-    p.add_argument("--dtype", default="bf16" if torch.cuda.is_available() else "fp32", choices=["bf16", "fp16", "fp32"])
-    p.add_argument("--gradient_checkpointing", action="store_true")
-    p.add_argument("--pad_to_max", action="store_true", help="pad every batch to max_seq_len, as DeepSpeed-Chat does")
-    p.add_argument("--eval_interval", type=int, default=0, help="evaluate every N optimizer steps (0: only at the end)")
-    p.add_argument("--eval_iters", type=int, default=100, help="at most this many eval batches")
-    p.add_argument("--output_dir", type=Path, required=True)
-    p.add_argument("--local_rank", type=int, default=-1, help="set by the deepspeed launcher")
-    return p
+@dataclass(frozen=True)
+class EngineSpec:
+    """What one DeepSpeed engine runs with."""
+
+    micro_batch: int  # rows per micro-batch on each rank
+    accumulation: int  # micro-batches per optimizer step
+    zero_stage: int
+    dtype: str  # "bf16" | "fp16" | "fp32"
+    offload: bool = False  # optimizer state on the CPU
+    offload_params: bool = False  # parameters on the CPU (ZeRO-3 inference engines)
+
+
+@dataclass(frozen=True)
+class OptimSpec:
+    """AdamW and its learning-rate schedule."""
+
+    learning_rate: float
+    weight_decay: float
+    scheduler: str  # "cosine" | "linear" | "constant", after the warm-up
+    warmup_steps: int
+    total_steps: int
 
 
 def init_distributed() -> tuple[int, int, torch.device]:
@@ -70,76 +66,75 @@ def init_distributed() -> tuple[int, int, torch.device]:
     return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), device
 
 
-def ds_config(args, world: int) -> dict:
-    zero = {"stage": args.zero_stage, "overlap_comm": torch.cuda.is_available()}
-    if args.offload and args.zero_stage >= 2:
+def ds_config(spec: EngineSpec, world: int) -> dict:
+    zero = {"stage": spec.zero_stage, "overlap_comm": torch.cuda.is_available()}
+    if spec.offload and spec.zero_stage >= 2:
         zero["offload_optimizer"] = {"device": "cpu"}
-    if args.zero_stage == 3:
+    if spec.zero_stage == 3:
         zero.update(stage3_param_persistence_threshold=1e4, stage3_max_live_parameters=3e7, stage3_prefetch_bucket_size=3e7)
+    if spec.offload_params:
+        zero["offload_param"] = {"device": "cpu"}
     config = {
-        "train_micro_batch_size_per_gpu": args.per_device_train_batch_size,
-        "gradient_accumulation_steps": args.gradient_accumulation_steps,
-        "train_batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps * world,
+        "train_micro_batch_size_per_gpu": spec.micro_batch,
+        "gradient_accumulation_steps": spec.accumulation,
+        "train_batch_size": spec.micro_batch * spec.accumulation * world,
         "gradient_clipping": 1.0,
         "zero_optimization": zero,
         "steps_per_print": 1 << 30,
         "wall_clock_breakdown": False,
     }
-    if args.dtype == "bf16":
+    if spec.dtype == "bf16":
         config["bf16"] = {"enabled": True}
-    elif args.dtype == "fp16":
+    elif spec.dtype == "fp16":
         config["fp16"] = {"enabled": True, "loss_scale_window": 100}
     return config
 
 
-def optimizer(model: torch.nn.Module, args) -> torch.optim.Optimizer:
+def optimizer(model: torch.nn.Module, spec: EngineSpec, optim: OptimSpec) -> torch.optim.Optimizer:
     """AdamW, no weight decay on biases and norms (DeepSpeed-Chat's groups). A torch optimizer works on
     CPU and GPU alike and needs no JIT-compiled op; with --offload DeepSpeed's CPU Adam is used."""
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     groups = [
-        {"params": [p for n, p in named if not any(k in n for k in NO_DECAY)], "weight_decay": args.weight_decay},
+        {"params": [p for n, p in named if not any(k in n for k in NO_DECAY)], "weight_decay": optim.weight_decay},
         {"params": [p for n, p in named if any(k in n for k in NO_DECAY)], "weight_decay": 0.0},
     ]
-    if args.offload:
+    if spec.offload:
         from deepspeed.ops.adam import DeepSpeedCPUAdam
 
-        return DeepSpeedCPUAdam(groups, lr=args.learning_rate, betas=(0.9, 0.95))
-    return torch.optim.AdamW(groups, lr=args.learning_rate, betas=(0.9, 0.95))
+        return DeepSpeedCPUAdam(groups, lr=optim.learning_rate, betas=(0.9, 0.95))
+    return torch.optim.AdamW(groups, lr=optim.learning_rate, betas=(0.9, 0.95))
 
 
-def scheduler(opt: torch.optim.Optimizer, args, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+def scheduler(opt: torch.optim.Optimizer, optim: OptimSpec) -> torch.optim.lr_scheduler.LambdaLR:
     def factor(step: int) -> float:
-        if step < args.num_warmup_steps:
-            return (step + 1) / max(1, args.num_warmup_steps)
-        progress = (step - args.num_warmup_steps) / max(1, total_steps - args.num_warmup_steps)
-        if args.lr_scheduler_type == "cosine":
+        if step < optim.warmup_steps:
+            return (step + 1) / max(1, optim.warmup_steps)
+        progress = (step - optim.warmup_steps) / max(1, optim.total_steps - optim.warmup_steps)
+        if optim.scheduler == "cosine":
             return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-        if args.lr_scheduler_type == "linear":
+        if optim.scheduler == "linear":
             return max(0.0, 1 - progress)
         return 1.0
 
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
-def loaders(train, evals, collate, args, rank: int, world: int):
-    """Train loader (shuffled, a new order every epoch via set_epoch) and eval loader, per rank."""
-    return (loader(train, collate, args.per_device_train_batch_size, rank, world, args.seed, shuffle=True),
-            loader(evals, collate, args.per_device_eval_batch_size, rank, world, args.seed, shuffle=False))
-
-
-def engine(model: torch.nn.Module, args, world: int, batches_per_epoch: int):
-    """(DeepSpeed engine with AdamW and the lr schedule, optimizer steps to run)."""
+def trained_engine(model: torch.nn.Module, spec: EngineSpec, optim: OptimSpec, world: int):
+    """A DeepSpeed engine that trains `model` with AdamW and the schedule."""
     import deepspeed
 
-    total = args.max_steps or max(1, batches_per_epoch // args.gradient_accumulation_steps) * args.num_train_epochs
-    opt = optimizer(model, args)
-    ds, _, _, _ = deepspeed.initialize(model=model, optimizer=opt, lr_scheduler=scheduler(opt, args, total), config=ds_config(args, world))
-    return ds, total
+    opt = optimizer(model, spec, optim)
+    engine, *_ = deepspeed.initialize(model=model, optimizer=opt, lr_scheduler=scheduler(opt, optim), config=ds_config(spec, world))
+    return engine
 
 
-def pad_id(tokenizer: dict) -> int:
-    """The shards' pad id, or EOS where the tokenizer has none (attention masks mark padding anyway)."""
-    return tokenizer["pad_id"] if tokenizer["pad_id"] is not None else tokenizer["eos_id"]
+def frozen_engine(model: torch.nn.Module, spec: EngineSpec, world: int):
+    """An inference-only engine (phase 3's reference and reward models), in eval mode."""
+    import deepspeed
+
+    engine, *_ = deepspeed.initialize(model=model.requires_grad_(False), config=ds_config(spec, world))
+    engine.eval()
+    return engine
 
 
 def loader(dataset, collate, batch_size: int, rank: int, world: int, seed: int, shuffle: bool):
@@ -150,32 +145,25 @@ def loader(dataset, collate, batch_size: int, rank: int, world: int, seed: int, 
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate)
 
 
-def shard_tokenizer(shards: Path) -> dict:
-    return mf.read(shards)["tokenizer"]
-
-
-def check_tokenizer(shards: Path, model_name_or_path: str | None, model_config) -> None:
+def check_tokenizer(shards: Path, info: TokenizerInfo, model_name_or_path: str | None, model_config) -> None:
     """Stop when the shards were tokenized with another tokenizer than the model's, or when the
     model's special ids disagree with the shards'."""
-    info = shard_tokenizer(shards)
     if model_name_or_path is not None:
-        from dataprep.tokenizer import load_tokenizer
-
         try:
             theirs = load_tokenizer(model_name_or_path)
         except DataprepError as exc:
             raise SystemExit(f"trainer: cannot load the tokenizer of {model_name_or_path} to check it against the shards ({exc})") from None
-        if theirs.fingerprint != info["fingerprint"]:
+        if theirs.fingerprint != info.fingerprint:
             raise SystemExit(
-                f"trainer: {shards} was tokenized with {info['spec']} (fingerprint {info['fingerprint'][:12]}), but "
+                f"trainer: {shards} was tokenized with {info.spec} (fingerprint {info.fingerprint[:12]}), but "
                 f"{model_name_or_path} has another tokenizer ({theirs.fingerprint[:12]}); rerun dataprep prepare --tokenizer {model_name_or_path}"
             )
     eos = getattr(model_config, "eos_token_id", None)
-    if eos is not None and eos != info["eos_id"]:
-        raise SystemExit(f"trainer: the model's eos_token_id is {eos} but the shards end rows with {info['eos_id']}; check --tokenizer/--eos-token of prepare")
+    if eos is not None and eos != info.eos_id:
+        raise SystemExit(f"trainer: the model's eos_token_id is {eos} but the shards end rows with {info.eos_id}; check --tokenizer/--eos-token of prepare")
     pad = getattr(model_config, "pad_token_id", None)
-    if pad is not None and info["pad_id"] is not None and pad != info["pad_id"]:
-        raise SystemExit(f"trainer: the model's pad_token_id is {pad} but the shards' tokenizer pads with {info['pad_id']}; use the model's tokenizer in prepare")
+    if pad is not None and info.pad_id is not None and pad != info.pad_id:
+        raise SystemExit(f"trainer: the model's pad_token_id is {pad} but the shards' tokenizer pads with {info.pad_id}; use the model's tokenizer in prepare")
 
 
 class StepWindow:

@@ -11,12 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 
-from dataprep import manifest as mf
-from dataprep.errors import DataprepError
-from dataprep.phases import TOKEN_COLUMNS, numpy_view
-from dataprep.verify import check_shard
+from dataprep.format import TOKEN_COLUMNS, Part, list_views, numpy_view, open_shards
 
 
 class ShardDataset:
@@ -24,31 +20,19 @@ class ShardDataset:
     every shard (listed in the manifest, size, schema, metadata, rows, offsets) and refuses an
     unfinished build, a missing or extra shard, or a damaged one, with a DataprepError naming it."""
 
-    def __init__(self, out_dir: Path | str, phase: int | str, side: str = "train"):
-        out = Path(out_dir)
-        manifest = mf.read(out)
-        info = mf.part_listing(manifest, phase, side)
-        if info is None:
-            why = "prepare it with --unsup PATH" if phase == "unsup" else "split weight 0?"
-            raise DataprepError(f"{out}: its manifest lists no {mf.part_dir(phase)} {side} shards ({why})")
-        listed = [record["file"] for record in info["shards"]]
-        extra = sorted({p.relative_to(out).as_posix() for p in (out / mf.part_dir(phase)).glob(f"{side}-*.arrow")} - set(listed))
-        if extra:
-            raise DataprepError(f"{out / extra[0]}: extra shard, not listed in {out / mf.NAME}; remove it or rerun dataprep prepare")
-        self.phase, self.side, self.paths = phase, side, [out / f for f in listed]
-        self.max_seq_len = manifest["options"]["max_seq_len"]
-        self.max_prompt_len = manifest["options"]["max_prompt_len"]
-        meta = manifest["tokenizer"]
-        self.metadata = {k: meta[k] for k in ("fingerprint", "eos_id", "bos_id", "pad_id", "vocab_size")}
+    def __init__(self, out_dir: Path | str, phase: Part, side: str = "train"):
+        shards = open_shards(out_dir, phase, side)
+        self.phase, self.side, self.paths = phase, side, shards.paths
+        self.max_seq_len, self.max_prompt_len = shards.manifest.max_seq_len, shards.manifest.max_prompt_len
+        self.tokenizer = shards.manifest.tokenizer
         values: dict[str, list[np.ndarray]] = {c: [] for c in TOKEN_COLUMNS[phase]}
         offsets: dict[str, list[np.ndarray]] = {c: [] for c in TOKEN_COLUMNS[phase]}
         scalars: dict[str, list[np.ndarray]] = {}
         starts = [0]
-        for record in info["shards"]:
-            table = check_shard(out, record, phase, side, manifest, full=False)
+        for table in shards.tables:
             for batch in table.to_batches():
                 for name in values:
-                    batch_offsets, batch_values = _list_views(batch.column(name))
+                    batch_offsets, batch_values = list_views(batch.column(name))
                     offsets[name].append(batch_offsets)
                     values[name].append(batch_values)
                 for name in ("row_id", "prompt_len"):
@@ -92,10 +76,3 @@ class ShardDataset:
 
 def _joined(parts: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0, np.int32)
-
-
-def _list_views(column: pa.ListArray) -> tuple[np.ndarray, np.ndarray]:
-    """(offsets, values) of a list<uint16|int32> array as numpy views of its Arrow buffers."""
-    offsets = np.frombuffer(column.buffers()[1], dtype=np.int32)[column.offset : column.offset + len(column) + 1]
-    values = np.frombuffer(column.values.buffers()[1], dtype=np.dtype(str(column.type.value_type)))
-    return offsets, values

@@ -1,59 +1,75 @@
-"""Every registered dataset (one Spec each, from its adapter module) and every adapter by name.
-
-`hh` (Anthropic/hh-rlhf) keeps its own resolver in hh.py; it is listed here for `dataprep datasets`."""
+"""The registry: every registered dataset (one Spec each, declared in its adapter module), every
+adapter by name, and the resolution of a `--data` argument to a Dataset (stage 1 of prepare)."""
 
 from __future__ import annotations
 
-from functools import lru_cache
+import difflib
+import os
+from pathlib import Path
 
+from dataprep import readers
+from dataprep.errors import DataprepError
+from dataprep.sources import (chat, dahoas, hc3, hh, hub, jaquad, local, miracl, mkqa, sharegpt, shp, ultrafeedback, webgpt,
+                              yitingxie, zhihu)
+from dataprep.sources.dataset import Dataset
 from dataprep.sources.spec import Adapter, Spec
 
-
-@lru_cache(maxsize=1)
-def specs() -> tuple[Spec, ...]:
-    from dataprep.sources import dahoas, hc3, jaquad, local, miracl, mkqa, sharegpt, shp, ultrafeedback, webgpt, yitingxie, zhihu
-
-    modules = (dahoas, yitingxie, webgpt, shp, sharegpt, local, zhihu, miracl, hc3, mkqa, jaquad, ultrafeedback)
-    return tuple(spec for module in modules for spec in module.SPECS)
-
-
-@lru_cache(maxsize=1)
-def hh_adapter() -> Adapter:
-    from dataprep.sources import hh
-
-    return Adapter(hh.NAME, ("chosen", "rejected"), ("chosen", "rejected"), ("chosen", "rejected"), (1, 2, 3),
-                   'prompt = dialogue up to its last "\\n\\nAssistant:", chosen/rejected = the rest', lambda opts: hh.normalize)
-
-
-@lru_cache(maxsize=1)
-def adapters() -> dict[str, Adapter]:
-    from dataprep.sources import chat
-
-    found = {hh_adapter().name: hh_adapter(), chat.PAIRS.name: chat.PAIRS, chat.MESSAGES.name: chat.MESSAGES}
-    for spec in specs():
-        found.setdefault(spec.adapter.name, spec.adapter)
-    return found
+SPECS: tuple[Spec, ...] = tuple(
+    spec for module in (hh, dahoas, yitingxie, webgpt, shp, sharegpt, local, zhihu, miracl, hc3, mkqa, jaquad, ultrafeedback)
+    for spec in module.SPECS
+)
+# Every adapter by name: the registered datasets' and the chat layouts users' files are told by.
+ADAPTERS: dict[str, Adapter] = {a.name: a for a in (chat.PAIRS, chat.MESSAGES, *(spec.adapter for spec in SPECS))}
+# Part of the cache key: a changed adapter rebuilds what it fed.
+ADAPTER_VERSIONS: dict[str, int] = {name: adapter.version for name, adapter in ADAPTERS.items()}
 
 
 def ambiguous_hub_ids() -> dict[str, list[str]]:
     """Hub ids read by several specs (mkqa: one per language): they resolve only by name."""
     by_id: dict[str, list[str]] = {}
-    for spec in specs():
+    for spec in SPECS:
         if spec.hub_id:
             by_id.setdefault(spec.hub_id, []).append(spec.name)
     return {hub_id: names for hub_id, names in by_id.items() if len(names) > 1}
 
 
+def registered() -> dict[str, Spec]:
+    """Every name a registered dataset answers to (its name, aliases and unambiguous hub id) -> its Spec."""
+    shared = ambiguous_hub_ids()
+    names: dict[str, Spec] = {}
+    for spec in SPECS:
+        for key in (spec.name, *spec.aliases, spec.hub_id):
+            if key and key not in shared:
+                names.setdefault(key, spec)
+    return names
+
+
+def resolve(spec: str, data_dir: Path | None = None, revision: str | None = None) -> Dataset:
+    """Turn one `--data` argument into a Dataset with its files located (downloading if needed): a
+    registered name or hub id, a local copy at a path ending in a hub id, or the user's own files."""
+    names = registered()
+    if spec in names:
+        return hub.resolve(names[spec], data_dir, revision)
+    shared = ambiguous_hub_ids()
+    if spec in shared:
+        raise DataprepError(f"--data {spec}: read as one of {', '.join(shared[spec])}; pass that name instead")
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        # Like DeepSpeed-Chat: a local copy at a path ending in a hub id (/data/Dahoas/rm-static) is that dataset.
+        posix = path.resolve().as_posix()
+        for known in SPECS:
+            if known.hub_id and known.hub_id not in shared and posix.endswith("/" + known.hub_id):
+                return hub.from_dir(known, path, origin=str(path))
+    if path.exists():
+        return local.resolve(path)
+    close = difflib.get_close_matches(spec, list(names), n=3, cutoff=0.5)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    kind = "no such file or directory" if readers.is_supported(path) or os.sep in spec else "not a registered dataset"
+    raise DataprepError(f"--data {spec}: {kind}; {hint}registered names: {', '.join(names)}")
+
+
 def listing() -> list[dict]:
     """One record per registered dataset, for `dataprep datasets`."""
-    from dataprep.sources import hh
-
-    hh_entry = {"name": hh.NAME, "aliases": [], "hub_id": hh.HUB_ID, "native_columns": "chosen, rejected (whole dialogues)",
-                "phases": list(hh_adapter().phases), "splits": {"train": ["train"], "eval": ["test"]},
-                "formatting": hh_adapter().formatting}
-    rows = [hh_entry]
-    for spec in specs():
-        rows.append({"name": spec.name, "aliases": list(spec.aliases), "hub_id": spec.hub_id, "native_columns": spec.native,
-                     "phases": list(spec.adapter.phases), "splits": {"train": list(spec.train), "eval": list(spec.eval)},
-                     "formatting": spec.adapter.formatting})
-    return rows
+    return [{"name": spec.name, "aliases": list(spec.aliases), "hub_id": spec.hub_id, "native_columns": spec.native,
+             "phases": list(spec.adapter.phases), "splits": {"train": list(spec.train), "eval": list(spec.eval)},
+             "formatting": spec.adapter.formatting} for spec in SPECS]

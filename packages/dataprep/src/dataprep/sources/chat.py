@@ -8,6 +8,8 @@ message list). Without a `rejected` column every row is SFT-only (phases 1 and 3
 
 Conversations ("messages" adapter): one `messages` list per row, SFT-only; the last assistant turn is
 the response, everything before it the prompt.
+
+An adapter: stage 2 of prepare (normalize).
 """
 
 from __future__ import annotations
@@ -58,5 +60,7 @@ def _messages(opts: AdapterOptions) -> Normalizer:
 
 
 _RENDERED = "rendered by --template: hh (\\n\\nHuman: ...\\n\\nAssistant:, \" \"+reply) or chat (tokenizer template)"
-PAIRS = Adapter("chat", ("prompt", "chosen", "rejected"), (), ("chosen",), (1, 2, 3), f"history, final replies {_RENDERED}", _pairs)
-MESSAGES = Adapter("messages", ("messages",), (), ("messages",), (1, 3), f"history, last assistant turn {_RENDERED}; SFT-only", _messages)
+PAIRS = Adapter(name="chat", columns=("prompt", "chosen", "rejected"), text_fields=(), required=("chosen",), phases=(1, 2, 3),
+                formatting=f"history, final replies {_RENDERED}", make=_pairs)
+MESSAGES = Adapter(name="messages", columns=("messages",), text_fields=(), required=("messages",), phases=(1, 3),
+                   formatting=f"history, last assistant turn {_RENDERED}; SFT-only", make=_messages)

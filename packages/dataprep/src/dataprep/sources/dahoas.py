@@ -11,6 +11,8 @@ rejected. prompt = " Human: " + prompt + " Assistant:", chosen/rejected = " " + 
 Differs from DeepSpeed-Chat: rows with an empty prompt or response, or with chosen == rejected, are
 dropped and counted (`empty_prompt`, `empty_response`, `identical_pair`); DeepSpeed-Chat trains on them.
 A null field is `missing_field` (DeepSpeed-Chat crashes on it).
+
+An adapter: stage 2 of prepare (normalize).
 """
 
 from __future__ import annotations
@@ -40,12 +42,14 @@ def _synthetic(opts: AdapterOptions) -> Normalizer:
     return lambda table: build(table, COLUMNS, _human, opts.strict)
 
 
-STATIC = Adapter("dahoas", COLUMNS, COLUMNS, COLUMNS, (1, 2, 3), "prompt, chosen, rejected verbatim (HH transcript form)", _static)
-SYNTHETIC = Adapter("synthetic", COLUMNS, COLUMNS, COLUMNS, (1, 2, 3), '" Human: "+prompt+" Assistant:", " "+chosen, " "+rejected', _synthetic)
+STATIC = Adapter(name="dahoas", columns=COLUMNS, text_fields=COLUMNS, required=COLUMNS, phases=(1, 2, 3),
+                 formatting="prompt, chosen, rejected verbatim (HH transcript form)", make=_static)
+SYNTHETIC = Adapter(name="synthetic", columns=COLUMNS, text_fields=COLUMNS, required=COLUMNS, phases=(1, 2, 3),
+                    formatting='" Human: "+prompt+" Assistant:", " "+chosen, " "+rejected', make=_synthetic)
 
 SPECS = (
-    Spec("rm-static", "Dahoas/rm-static", STATIC, native="prompt, response, chosen, rejected"),
-    Spec("full-hh-rlhf", "Dahoas/full-hh-rlhf", STATIC, native="prompt, response, chosen, rejected"),
-    Spec("synthetic-instruct-gptj-pairwise", "Dahoas/synthetic-instruct-gptj-pairwise", SYNTHETIC, eval=(),
+    Spec(name="rm-static", hub_id="Dahoas/rm-static", adapter=STATIC, native="prompt, response, chosen, rejected"),
+    Spec(name="full-hh-rlhf", hub_id="Dahoas/full-hh-rlhf", adapter=STATIC, native="prompt, response, chosen, rejected"),
+    Spec(name="synthetic-instruct-gptj-pairwise", hub_id="Dahoas/synthetic-instruct-gptj-pairwise", adapter=SYNTHETIC, eval=(),
          native="prompt, chosen, rejected"),
 )

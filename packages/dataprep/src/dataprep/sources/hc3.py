@@ -7,6 +7,8 @@ Native columns: id, question, human_answers (list of strings), chatgpt_answers (
 Differs from DeepSpeed-Chat: the config is given (DeepSpeed-Chat dropped it in #398, so its
 load_dataset call fails); an empty human_answers list is a counted drop (`empty_answers`), not an
 IndexError; empty texts are counted drops.
+
+An adapter: stage 2 of prepare (normalize).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ def _normalizer(opts: AdapterOptions) -> Normalizer:
     return lambda table: build(table, COLUMNS, _row, opts.strict)
 
 
-ADAPTER = Adapter("hc3", COLUMNS, ("question",), COLUMNS, (1, 3), '" Human: "+question+" Assistant:", " "+human_answers[0]; SFT-only', _normalizer)
-SPECS = (Spec("hc3-chinese", "Hello-SimpleAI/HC3-Chinese", ADAPTER, train=(CONFIG,), eval=(), parquet_config=CONFIG,
+ADAPTER = Adapter(name="hc3", columns=COLUMNS, text_fields=("question",), required=COLUMNS, phases=(1, 3),
+                  formatting='" Human: "+question+" Assistant:", " "+human_answers[0]; SFT-only', make=_normalizer)
+SPECS = (Spec(name="hc3-chinese", hub_id="Hello-SimpleAI/HC3-Chinese", adapter=ADAPTER, train=(CONFIG,), eval=(), parquet_config=CONFIG,
               native="id, question, human_answers[], chatgpt_answers[]"),)

@@ -5,42 +5,23 @@ prompt = the dialogue up to and including its last "\\n\\nAssistant:", response 
 prompt + response gives back the original text byte for byte. Rows are dropped (and counted) when the
 two prompts differ, a response is empty, the two responses are equal, there is no Assistant turn,
 or a dialogue is missing (`missing_field`).
+
+Registered as `hh` / `Anthropic/hh-rlhf`: the train and test files of the four preference subsets
+(red-team-attempts has no pairs and is not read), from the hub or from --data-dir in that layout.
+
+An adapter: stage 2 of prepare (normalize).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pyarrow as pa
 
-from dataprep.sources import CANONICAL, Dataset, InputFile, local
+from dataprep.sources.dataset import CANONICAL
+from dataprep.sources.options import AdapterOptions
+from dataprep.sources.spec import Adapter, Normalizer, Spec
 
-NAME = "hh"
-HUB_ID = "Anthropic/hh-rlhf"
 SUBSETS = ("harmless-base", "helpful-base", "helpful-online", "helpful-rejection-sampled")
 MARKER = "\n\nAssistant:"
-
-
-def resolve(data_dir: Path | None, revision: str | None) -> Dataset:
-    if data_dir is not None:
-        found = local.resolve(data_dir, label=NAME)
-        return Dataset(NAME, found.files, origin=str(data_dir), adapter=NAME)
-    return _from_hub(revision)
-
-
-def _from_hub(revision: str | None) -> Dataset:
-    patterns = [f"{s}/{split}.jsonl.gz" for s in SUBSETS for split in ("train", "test")]
-    from dataprep.sources import hub
-
-    root = hub.snapshot(HUB_ID, revision, patterns,
-                        f"hh: cannot download {HUB_ID} ({{why}}); fetch {{{{{','.join(SUBSETS)}}}}}/{{{{train,test}}}}.jsonl.gz "
-                        f"from https://huggingface.co/datasets/{HUB_ID} into DIR/<subset>/ and pass --data-dir DIR")
-    files = tuple(
-        InputFile(root / p, "eval" if p.endswith("test.jsonl.gz") else "train", f"{NAME}/{p.removesuffix('.jsonl.gz')}")
-        for p in patterns
-        if (root / p).exists()
-    )
-    return Dataset(NAME, files, origin=HUB_ID, revision=root.name, adapter=NAME)
 
 
 def split_dialogue(text: str) -> tuple[str, str] | None:
@@ -82,3 +63,15 @@ def normalize(table: pa.Table) -> pa.Table:
         out["drop_reason"].append(reason)
         out["group"].append(None)
     return pa.Table.from_pydict(out, schema=CANONICAL)
+
+
+def _normalizer(opts: AdapterOptions) -> Normalizer:
+    return normalize
+
+
+ADAPTER = Adapter(name="hh", columns=("chosen", "rejected"), text_fields=("chosen", "rejected"), required=("chosen", "rejected"),
+                  phases=(1, 2, 3), formatting='prompt = dialogue up to its last "\\n\\nAssistant:", chosen/rejected = the rest',
+                  make=_normalizer)
+SPECS = (Spec(name="hh", hub_id="Anthropic/hh-rlhf", adapter=ADAPTER, native="chosen, rejected (whole dialogues)",
+              hub_files=tuple(f"{subset}/{split}.jsonl.gz" for subset in SUBSETS for split in ("train", "test")),
+              layout=f"{{{','.join(SUBSETS)}}}/{{train,test}}.jsonl.gz"),)

@@ -3,7 +3,9 @@ the hub id), or a download from the Hugging Face Hub pinned to the resolved comm
 
 A file's side comes from its split name, a token of its path ("askculinary/validation.json",
 "data/train-00000-of-00001.parquet", "all/train/0000.parquet"): the spec's train names are the train
-side, its eval names the eval side, other splits (SHP's test, say) are not read."""
+side, its eval names the eval side, other splits (SHP's test, say) are not read.
+
+Stage 1 of prepare (resolve)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ from pathlib import Path
 
 from dataprep import readers
 from dataprep.errors import DataprepError
-from dataprep.sources import Dataset, InputFile
+from dataprep.sources.dataset import Dataset, InputFile
+from dataprep.sources.local import stem
 from dataprep.sources.spec import Spec
 
 DATA_PATTERNS = ["*.parquet", "*.jsonl", "*.jsonl.gz", "*.json", "*.json.gz"]
@@ -50,8 +53,6 @@ def side_of(spec: Spec, rel: Path) -> str | None:
 
 
 def from_dir(spec: Spec, root: Path, origin: str, revision: str | None = None) -> Dataset:
-    from dataprep.sources.local import stem
-
     files = []
     for path in sorted(p for p in root.rglob("*") if p.is_file() and readers.is_supported(p)):
         rel = path.relative_to(root)
@@ -65,6 +66,8 @@ def from_dir(spec: Spec, root: Path, origin: str, revision: str | None = None) -
 
 
 def _expected(spec: Spec) -> str:
+    if spec.layout:
+        return spec.layout
     splits = "/".join(spec.train + spec.eval)
     return f"{splits} ({', '.join(s.lstrip('*') for s in DATA_PATTERNS)})"
 
@@ -81,7 +84,7 @@ def _download(spec: Spec, revision: str | None) -> Path:
     if spec.parquet_config:
         patterns, ref = [f"{spec.parquet_config}/*"], revision or PARQUET_REF
     else:
-        patterns, ref = DATA_PATTERNS, revision
+        patterns, ref = list(spec.hub_files) or DATA_PATTERNS, revision
     return snapshot(spec.hub_id, ref, patterns, f"{spec.name}: cannot download {spec.hub_id} ({{why}}); fetch its "
                     f"{_expected(spec)} files from {_url(spec)} into DIR and pass --data-dir DIR")
 
@@ -95,4 +98,4 @@ def snapshot(hub_id: str, revision: str | None, patterns: list[str], failure: st
         return Path(snapshot_download(hub_id, repo_type="dataset", revision=revision, allow_patterns=patterns))
     except Exception as exc:
         why = "HF_HUB_OFFLINE is set" if os.environ.get("HF_HUB_OFFLINE") else type(exc).__name__
-        raise DataprepError(failure.format(why=why)) from None
+        raise DataprepError(failure.replace("{why}", why)) from None

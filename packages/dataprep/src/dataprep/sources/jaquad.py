@@ -9,6 +9,8 @@ rejected = null for both.
 
 Differs from DeepSpeed-Chat: an empty questions list is a counted drop (`empty_questions`), not an
 IndexError; empty texts are counted drops.
+
+An adapter: stage 2 of prepare (normalize).
 """
 
 from __future__ import annotations
@@ -37,13 +39,13 @@ def _qag_normalizer(opts: AdapterOptions) -> Normalizer:
     return lambda table: build(table, ("questions", "paragraph"), _qag, opts.strict)
 
 
-QG = Adapter("qg-jaquad", ("question", "sentence"), ("question", "sentence"), ("question", "sentence"), (1, 3),
-             '" Human: "+question+" Assistant:", " "+sentence; SFT-only', _qg_normalizer)
-QAG = Adapter("qag-jaquad", ("questions", "paragraph"), ("paragraph",), ("questions", "paragraph"), (1, 3),
-              '" Human: "+questions[0]+" Assistant:", " "+paragraph; SFT-only', _qag_normalizer)
+QG = Adapter(name="qg-jaquad", columns=("question", "sentence"), text_fields=("question", "sentence"), required=("question", "sentence"),
+             phases=(1, 3), formatting='" Human: "+question+" Assistant:", " "+sentence; SFT-only', make=_qg_normalizer)
+QAG = Adapter(name="qag-jaquad", columns=("questions", "paragraph"), text_fields=("paragraph",), required=("questions", "paragraph"),
+              phases=(1, 3), formatting='" Human: "+questions[0]+" Assistant:", " "+paragraph; SFT-only', make=_qag_normalizer)
 SPECS = (
-    Spec("qg-jaquad", "lmqg/qg_jaquad", QG, eval=("validation",), parquet_config="qg_jaquad",
+    Spec(name="qg-jaquad", hub_id="lmqg/qg_jaquad", adapter=QG, eval=("validation",), parquet_config="qg_jaquad",
          native="question, sentence (+ answer, paragraph, sentence_answer, ...)"),
-    Spec("qag-jaquad", "lmqg/qag_jaquad", QAG, eval=("validation",), parquet_config="qag_jaquad",
+    Spec(name="qag-jaquad", hub_id="lmqg/qag_jaquad", adapter=QAG, eval=("validation",), parquet_config="qag_jaquad",
          native="questions[], paragraph (+ answers[], questions_answers)"),
 )

@@ -14,6 +14,8 @@ reads them from applications/DeepSpeed-Chat/data/).
 Differs from DeepSpeed-Chat: empty prompts or responses and identical pairs are counted drops
 (`empty_prompt`, `empty_response`, `identical_pair`); a file without a `rejected` column is SFT-only
 data (DeepSpeed-Chat raises KeyError).
+
+Stage 1 of prepare resolves the files; the jsonfile adapter normalizes them in stage 2.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import pyarrow as pa
 
 from dataprep import readers
 from dataprep.errors import DataprepError
-from dataprep.sources import CANONICAL, Dataset, InputFile, side_of
+from dataprep.sources.dataset import CANONICAL, Dataset, InputFile, side_of
 from dataprep.sources.messages import render
 from dataprep.sources.options import AdapterOptions
 from dataprep.sources.rows import Row, build, pair_reason, text
@@ -97,6 +99,7 @@ def jsonfile_normalizer(opts: AdapterOptions) -> Normalizer:
     return normalize_jsonfile
 
 
-JSONFILE = Adapter("jsonfile", COLUMNS, COLUMNS, ("prompt", "chosen"), (1, 2, 3),
-                   '" "+prompt, " "+chosen, " "+rejected (null rejected: SFT-only row)', jsonfile_normalizer)
-SPECS = (Spec("jsonfile", None, JSONFILE, aliases=("local/jsonfile",), eval=("eval", "test"), native="prompt, chosen, rejected"),)
+JSONFILE = Adapter(name="jsonfile", columns=COLUMNS, text_fields=COLUMNS, required=("prompt", "chosen"), phases=(1, 2, 3),
+                   formatting='" "+prompt, " "+chosen, " "+rejected (null rejected: SFT-only row)', make=jsonfile_normalizer)
+SPECS = (Spec(name="jsonfile", hub_id=None, adapter=JSONFILE, aliases=("local/jsonfile",), eval=("eval", "test"),
+              native="prompt, chosen, rejected"),)

@@ -10,6 +10,8 @@ Two renderings, chosen with --template:
         a template that raises on a row drops it (`template_error`). A leading BOS string the template
         writes is cut when the tokenizer adds BOS itself, so the ids hold one BOS. Templates get no
         `strftime_now`, so the text never depends on the build date.
+
+Stage 2 of prepare (normalize), for the chat and ultrafeedback adapters.
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ negative_passages (lists of {docid, title, text}).
 Differs from DeepSpeed-Chat: an empty passage list is a counted drop (`no_positive_passage`,
 `no_negative_passage`); there the zh class crashes with IndexError and the ja class crashes in
 get_rejected (its phase-2 method alone is guarded). Empty texts and identical passages are counted drops.
+
+An adapter: stage 2 of prepare (normalize).
 """
 
 from __future__ import annotations
@@ -37,10 +39,11 @@ def _normalizer(opts: AdapterOptions) -> Normalizer:
     return lambda table: build(table, COLUMNS, _row, opts.strict)
 
 
-ADAPTER = Adapter("miracl", COLUMNS, ("query",), COLUMNS, (1, 2, 3),
-                  '" Human: "+query+" Assistant:", " "+positive_passages[0].text, " "+negative_passages[0].text', _normalizer)
+ADAPTER = Adapter(name="miracl", columns=COLUMNS, text_fields=("query",), required=COLUMNS, phases=(1, 2, 3),
+                  formatting='" Human: "+query+" Assistant:", " "+positive_passages[0].text, " "+negative_passages[0].text',
+                  make=_normalizer)
 _NATIVE = "query_id, query, positive_passages[{docid, title, text}], negative_passages[...]"
 SPECS = (
-    Spec("miracl-zh", "Cohere/miracl-zh-queries-22-12", ADAPTER, eval=("dev",), native=_NATIVE),
-    Spec("miracl-ja", "Cohere/miracl-ja-queries-22-12", ADAPTER, eval=("dev",), native=_NATIVE),
+    Spec(name="miracl-zh", hub_id="Cohere/miracl-zh-queries-22-12", adapter=ADAPTER, eval=("dev",), native=_NATIVE),
+    Spec(name="miracl-ja", hub_id="Cohere/miracl-ja-queries-22-12", adapter=ADAPTER, eval=("dev",), native=_NATIVE),
 )

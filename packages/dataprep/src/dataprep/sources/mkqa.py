@@ -8,6 +8,8 @@ answers {<lang>: list of {type, entity, text, aliases}}.
 Differs from DeepSpeed-Chat: a null answer text (unanswerable questions) drops the row from every
 phase (`no_answer`; DeepSpeed-Chat still used the query as a phase-3 prompt); an empty answer list is
 `empty_answers`, not an IndexError.
+
+An adapter: stage 2 of prepare (normalize).
 """
 
 from __future__ import annotations
@@ -46,14 +48,14 @@ def _adapter(lang: str) -> Adapter:
     def make(opts: AdapterOptions) -> Normalizer:
         return lambda table: build(table, COLUMNS, partial(_row, lang), opts.strict)
 
-    return Adapter(f"mkqa-{lang}", COLUMNS, (), COLUMNS, (1, 3),
-                   f'" Human: "+queries.{lang}+" Assistant:", " "+answers.{lang}[0].text; SFT-only', make)
+    return Adapter(name=f"mkqa-{lang}", columns=COLUMNS, text_fields=(), required=COLUMNS, phases=(1, 3),
+                   formatting=f'" Human: "+queries.{lang}+" Assistant:", " "+answers.{lang}[0].text; SFT-only', make=make)
 
 
 _NATIVE = "queries.{lang}, answers.{lang}[{{type, entity, text, aliases}}]"
 SPECS = (
-    Spec("mkqa-zh", "apple/mkqa", _adapter("zh_cn"), aliases=("mkqa-Chinese",), train=("train", "mkqa"), eval=(),
+    Spec(name="mkqa-zh", hub_id="apple/mkqa", adapter=_adapter("zh_cn"), aliases=("mkqa-Chinese",), train=("train", "mkqa"), eval=(),
          parquet_config="mkqa", native=_NATIVE.format(lang="zh_cn")),
-    Spec("mkqa-ja", "apple/mkqa", _adapter("ja"), aliases=("mkqa-Japanese",), train=("train", "mkqa"), eval=(),
+    Spec(name="mkqa-ja", hub_id="apple/mkqa", adapter=_adapter("ja"), aliases=("mkqa-Japanese",), train=("train", "mkqa"), eval=(),
          parquet_config="mkqa", native=_NATIVE.format(lang="ja")),
 )

@@ -1,6 +1,8 @@
 """What adapters need from the command line: strictness, the user's column mapping, how chat messages
 are rendered, and SHP's optional filters. Built once per `prepare` (the chat template comes from the
-tokenizer) and handed to every file's normalizer."""
+tokenizer) and handed to every file's normalizer.
+
+Stage 1 of prepare builds them; stage 2's adapters read them."""
 
 from __future__ import annotations
 

@@ -3,7 +3,9 @@ missing or mistyped value into a counted drop, and the loop that builds a CANONI
 
 An adapter's row function takes one native row (a dict of the columns it reads) and returns a `Row`.
 It raises `Skip` for a row it cannot read at all; the loop records the reason (and, under --strict,
-reports the row and field instead)."""
+reports the row and field instead).
+
+Stage 2 of prepare (normalize)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from typing import Callable, NamedTuple
 
 import pyarrow as pa
 
-from dataprep.sources import CANONICAL
+from dataprep.sources.dataset import CANONICAL
 
 
 def human(text: str) -> str:

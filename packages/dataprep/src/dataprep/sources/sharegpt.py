@@ -7,6 +7,8 @@ conversation in "USER: ... ASSISTANT:" form), label (the final reply).
 Differs from DeepSpeed-Chat: its rename is a plain replace over the whole text, so content changes too
 ("USERNAME" -> "HumanNAME"); here only markers are renamed: "USER:" / "ASSISTANT:" at the start of the
 text or after whitespace. Empty prompts and labels are counted drops (`empty_prompt`, `empty_response`).
+
+An adapter: stage 2 of prepare (normalize).
 """
 
 from __future__ import annotations
@@ -35,6 +37,6 @@ def _normalizer(opts: AdapterOptions) -> Normalizer:
     return lambda table: build(table, COLUMNS, _row, opts.strict)
 
 
-ADAPTER = Adapter("sharegpt", COLUMNS, COLUMNS, COLUMNS, (1, 3),
-                  'prompt with USER:/ASSISTANT: markers -> Human:/Assistant:, " "+label; SFT-only', _normalizer)
-SPECS = (Spec("sharegpt", "pvduy/sharegpt_alpaca_oa_vicuna_format", ADAPTER, native="prompt, label"),)
+ADAPTER = Adapter(name="sharegpt", columns=COLUMNS, text_fields=COLUMNS, required=COLUMNS, phases=(1, 3),
+                  formatting='prompt with USER:/ASSISTANT: markers -> Human:/Assistant:, " "+label; SFT-only', make=_normalizer)
+SPECS = (Spec(name="sharegpt", hub_id="pvduy/sharegpt_alpaca_oa_vicuna_format", adapter=ADAPTER, native="prompt, label"),)

@@ -15,6 +15,8 @@ Optional filters from SHP's dataset card, off by default (recorded in the manife
 
 Differs from DeepSpeed-Chat: the card's filters exist (DeepSpeed-Chat has none); empty texts and
 identical comments are counted drops (`empty_prompt`, `empty_response`, `identical_pair`).
+
+An adapter: stage 2 of prepare (normalize).
 """
 
 from __future__ import annotations
@@ -68,7 +70,8 @@ def _normalizer(opts: AdapterOptions) -> Normalizer:
     return lambda table: build(table, COLUMNS, row_fn, opts.strict)
 
 
-ADAPTER = Adapter("shp", COLUMNS, TEXT, ("history", "human_ref_A", "human_ref_B", "labels"), (1, 2, 3),
-                  '" Human: "+history+" Assistant:", " "+preferred comment, " "+other; group = post_id', _normalizer)
-SPECS = (Spec("shp", "stanfordnlp/SHP", ADAPTER, eval=("validation",),
+ADAPTER = Adapter(name="shp", columns=COLUMNS, text_fields=TEXT, required=("history", "human_ref_A", "human_ref_B", "labels"),
+                  phases=(1, 2, 3), formatting='" Human: "+history+" Assistant:", " "+preferred comment, " "+other; group = post_id',
+                  make=_normalizer)
+SPECS = (Spec(name="shp", hub_id="stanfordnlp/SHP", adapter=ADAPTER, eval=("validation",),
               native="post_id, history, human_ref_A, human_ref_B, labels, score_A, score_B, score_ratio (+ metadata)"),)

@@ -1,5 +1,8 @@
 """The two records behind the registry: an `Adapter` (native rows -> CANONICAL) and a `Spec` (a
-registered dataset: names, hub id, which split files are train and eval, and its adapter)."""
+registered dataset: names, hub id, which split files are train and eval, and its adapter). Both are
+declared with keywords in the dataset's own module.
+
+Stage 1 of prepare resolves datasets by their Spec; stage 2 runs their Adapter."""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from dataprep.sources.options import AdapterOptions
 Normalizer = Callable[[pa.Table], pa.Table]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Adapter:
     name: str
     columns: tuple[str, ...]  # native top-level columns it reads (nested fields are named in `formatting`)
@@ -23,15 +26,19 @@ class Adapter:
     phases: tuple[int, ...]  # phases its rows can feed: (1, 2, 3), or (1, 3) for SFT-only data
     formatting: str  # prompt / chosen / rejected, in one line, for `dataprep datasets` and the docs
     make: Callable[[AdapterOptions], Normalizer]
+    # Bump whenever the output for the same input changes: it is part of the cache key.
+    version: int = 1
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Spec:
     name: str  # our name: table and source labels
     hub_id: str | None
     adapter: Adapter
+    native: str  # the native columns, nested fields included, for `dataprep datasets`
     aliases: tuple[str, ...] = ()  # other --data values (DeepSpeed-Chat's keys)
     train: tuple[str, ...] = ("train",)  # split names (path tokens) of train files
     eval: tuple[str, ...] = ("test",)  # ... of eval files; () = train only, carved 9:1
     parquet_config: str | None = None  # hub repo with a loading script: read its refs/convert/parquet/<config>
-    native: str = ""  # the native columns, nested fields included, for `dataprep datasets`
+    hub_files: tuple[str, ...] = ()  # the hub files to fetch (glob patterns), when not every data file of the repo
+    layout: str | None = None  # the native file layout, for messages (default: split names and file types)

@@ -9,6 +9,8 @@ then the judged assistant reply), messages, score_chosen, score_rejected.
 DeepSpeed-Chat has no adapter for it. Histories that differ between chosen and rejected
 (`prompt_mismatch`), lists not ending in an assistant turn (`no_assistant_turn`), empty texts and
 identical replies are counted drops.
+
+An adapter: stage 2 of prepare (normalize).
 """
 
 from __future__ import annotations
@@ -19,6 +21,6 @@ from dataprep.sources.chat import PAIRS
 from dataprep.sources.spec import Spec
 
 ADAPTER = replace(PAIRS, name="ultrafeedback", required=("chosen", "rejected"))
-SPECS = (Spec("ultrafeedback", "HuggingFaceH4/ultrafeedback_binarized", ADAPTER, aliases=("ultrafeedback_binarized",),
+SPECS = (Spec(name="ultrafeedback", hub_id="HuggingFaceH4/ultrafeedback_binarized", adapter=ADAPTER, aliases=("ultrafeedback_binarized",),
               train=("train_prefs",), eval=("test_prefs",),
               native="prompt, prompt_id, chosen[{role, content}], rejected[...], messages[...], score_chosen, score_rejected"),)

@@ -11,6 +11,8 @@ space, then a bracketed or parenthesised span, non-greedy, not across lines), th
 Differs from DeepSpeed-Chat: a tie (score_0 == score_1, often 0 vs 0) carries no preference and is
 dropped (`tie`); DeepSpeed-Chat makes answer_0 "chosen". Answers empty after cleaning, identical
 cleaned answers and null fields are counted drops (`empty_response`, `identical_pair`, `missing_field`).
+
+An adapter: stage 2 of prepare (normalize).
 """
 
 from __future__ import annotations
@@ -55,7 +57,9 @@ def _normalizer(opts: AdapterOptions) -> Normalizer:
     return lambda table: build(table, COLUMNS, _row, opts.strict)
 
 
-ADAPTER = Adapter("webgpt", COLUMNS, ("answer_0", "answer_1"), COLUMNS, (1, 2, 3),
-                  '" Human: "+question.full_text+" Assistant:", " "+cleaned better/worse answer; ties dropped', _normalizer)
-SPECS = (Spec("webgpt", "openai/webgpt_comparisons", ADAPTER, aliases=("webgpt_comparisons",), train=("train", "comparisons"), eval=(),
-              parquet_config="default", native="question.full_text, answer_0, answer_1, score_0, score_1 (+ quotes_*, tokens_*)"),)
+ADAPTER = Adapter(name="webgpt", columns=COLUMNS, text_fields=("answer_0", "answer_1"), required=COLUMNS, phases=(1, 2, 3),
+                  formatting='" Human: "+question.full_text+" Assistant:", " "+cleaned better/worse answer; ties dropped',
+                  make=_normalizer)
+SPECS = (Spec(name="webgpt", hub_id="openai/webgpt_comparisons", adapter=ADAPTER, aliases=("webgpt_comparisons",),
+              train=("train", "comparisons"), eval=(), parquet_config="default",
+              native="question.full_text, answer_0, answer_1, score_0, score_1 (+ quotes_*, tokens_*)"),)

@@ -8,6 +8,8 @@ responses to the prompt gives both texts exactly:
 Differs from DeepSpeed-Chat: a row whose responses do not both begin with "Assistant:" has no single
 prompt for all three phases and is dropped (`no_assistant_turn`); empty texts and identical pairs are
 dropped and counted (`empty_prompt`, `empty_response`, `identical_pair`).
+
+An adapter: stage 2 of prepare (normalize).
 """
 
 from __future__ import annotations
@@ -32,6 +34,6 @@ def _normalizer(opts: AdapterOptions) -> Normalizer:
     return lambda table: build(table, COLUMNS, _row, opts.strict)
 
 
-ADAPTER = Adapter("yitingxie", COLUMNS, COLUMNS, COLUMNS, (1, 2, 3),
-                  'prompt+"Assistant:", chosen/rejected after their leading "Assistant:"', _normalizer)
-SPECS = (Spec("rlhf-reward-datasets", "yitingxie/rlhf-reward-datasets", ADAPTER, native="prompt, chosen, rejected"),)
+ADAPTER = Adapter(name="yitingxie", columns=COLUMNS, text_fields=COLUMNS, required=COLUMNS, phases=(1, 2, 3),
+                  formatting='prompt+"Assistant:", chosen/rejected after their leading "Assistant:"', make=_normalizer)
+SPECS = (Spec(name="rlhf-reward-datasets", hub_id="yitingxie/rlhf-reward-datasets", adapter=ADAPTER, native="prompt, chosen, rejected"),)

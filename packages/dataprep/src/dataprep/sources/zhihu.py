@@ -5,6 +5,8 @@ RESPONSE, SOURCE, METADATA (strings; the last two are not read).
 
 Differs from DeepSpeed-Chat: a null RESPONSE drops the row from every phase (`missing_field`); there it
 still gave a phase-3 prompt. Empty texts are counted drops (`empty_prompt`, `empty_response`).
+
+An adapter: stage 2 of prepare (normalize).
 """
 
 from __future__ import annotations
@@ -25,5 +27,6 @@ def _normalizer(opts: AdapterOptions) -> Normalizer:
     return lambda table: build(table, COLUMNS, _row, opts.strict)
 
 
-ADAPTER = Adapter("zhihu", COLUMNS, COLUMNS, COLUMNS, (1, 3), '" Human: "+INSTRUCTION+" Assistant:", " "+RESPONSE; SFT-only', _normalizer)
-SPECS = (Spec("zhihu-kol", "wangrui6/Zhihu-KOL", ADAPTER, eval=(), native="INSTRUCTION, RESPONSE, SOURCE, METADATA"),)
+ADAPTER = Adapter(name="zhihu", columns=COLUMNS, text_fields=COLUMNS, required=COLUMNS, phases=(1, 3),
+                  formatting='" Human: "+INSTRUCTION+" Assistant:", " "+RESPONSE; SFT-only', make=_normalizer)
+SPECS = (Spec(name="zhihu-kol", hub_id="wangrui6/Zhihu-KOL", adapter=ADAPTER, eval=(), native="INSTRUCTION, RESPONSE, SOURCE, METADATA"),)

@@ -1,0 +1,44 @@
+"""What a `--data` argument resolves to (a `Dataset` of `InputFile`s), and the canonical table every
+adapter produces from a file's native rows. Stage 1 of prepare (resolve) builds these; stage 2
+(pool.py) reads them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+
+# Canonical text columns produced by every adapter, plus the reason a row is dropped (null = kept) and
+# an optional group key: rows with the same non-null group (an SHP post, say) are one unit for
+# `--split-by prompt`; a null group means "group by the prompt text".
+CANONICAL = pa.schema(
+    [
+        ("prompt", pa.string()),
+        ("chosen", pa.string()),
+        ("rejected", pa.string()),
+        ("drop_reason", pa.string()),
+        ("group", pa.string()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class InputFile:
+    path: Path
+    side: str  # "train" | "eval"
+    source: str  # the label stored in every output row's `source` column
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    files: tuple[InputFile, ...]
+    origin: str  # hub id or local path, for the manifest
+    revision: str | None = None  # hub commit, when loaded from the hub
+    adapter: str | None = None  # a registered dataset's adapter; None = detect per file from its columns
+
+
+def side_of(path: Path) -> str:
+    """A user's file: a name containing "test" is the eval side, any other the train side."""
+    return "eval" if "test" in path.name.lower() else "train"

@@ -1,0 +1,107 @@
+"""The training loop of phases 1 and 2 (and DPO when it lands): one model on one phase's shards.
+
+A phase brings a `Recipe`, what differs: its model, its collator, its step from batch to loss and its
+eval. `run` does the rest, top to bottom:
+
+    flags -> distributed start-up -> shards -> model (checked against the shards' tokenizer)
+          -> loaders -> DeepSpeed engine -> eval -> loop (eval every --eval_interval) -> eval -> save
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from dataprep.format import TokenizerInfo
+from trainer import runtime
+from trainer.checkpoint import save_model, save_tokenizer
+from trainer.flags import TrainFlags
+from trainer.shard_dataset import ShardDataset
+
+
+@dataclass(frozen=True)
+class Step:
+    """What one micro-batch gave: its loss (to backpropagate) and what it counted for throughput."""
+
+    loss: torch.Tensor
+    tokens: int  # real (non-pad) tokens
+    samples: int
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What a phase adds to the loop."""
+
+    phase: int  # the shards it reads
+    model: Callable[[TrainFlags, TokenizerInfo], torch.nn.Module]
+    collator: Callable[[int, int | None], Callable[[list[dict]], dict]]  # (pad id, fixed width or None) -> collate
+    step: Callable[[torch.nn.Module, dict], Step]  # (engine, batch on the device) -> Step
+    eval_names: tuple[str, ...]  # what eval adds up over batches and ranks ...
+    eval_sums: Callable[[torch.nn.Module, dict], torch.Tensor]  # ... (engine, batch) -> those sums for one batch (float64)
+    eval_metrics: Callable[[dict[str, float]], dict]  # the totals by name -> the logged eval values
+    panels: tuple[tuple[str, ...], ...]  # metrics plotted together, one chart each
+
+
+def run(flags: TrainFlags, recipe: Recipe) -> None:
+    rank, world, device = runtime.init_distributed()
+    torch.manual_seed(flags.seed)
+    train, evals = ShardDataset(flags.shards, recipe.phase, "train"), ShardDataset(flags.shards, recipe.phase, "eval")
+    model = recipe.model(flags, train.tokenizer)
+    runtime.check_tokenizer(flags.shards, train.tokenizer, flags.model_name_or_path, model.config)
+    if flags.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+
+    collate = recipe.collator(train.tokenizer.pad_or_eos, train.max_seq_len if flags.pad_to_max else None)
+    train_loader = runtime.loader(train, collate, flags.per_device_train_batch_size, rank, world, flags.seed, shuffle=True)
+    eval_loader = runtime.loader(evals, collate, flags.per_device_eval_batch_size, rank, world, flags.seed, shuffle=False)
+    total_steps = flags.max_steps or max(1, len(train_loader) // flags.gradient_accumulation_steps) * flags.num_train_epochs
+    spec = runtime.EngineSpec(flags.per_device_train_batch_size, flags.gradient_accumulation_steps, flags.zero_stage, flags.dtype, flags.offload)
+    optim = runtime.OptimSpec(flags.learning_rate, flags.weight_decay, flags.lr_scheduler_type, flags.num_warmup_steps, total_steps)
+    engine = runtime.trained_engine(model, spec, optim, world)
+    metrics = runtime.Metrics(flags.output_dir / "metrics.jsonl", rank == 0)
+
+    def evaluate() -> dict:
+        engine.eval()
+        totals = torch.zeros(len(recipe.eval_names), dtype=torch.float64, device=device)
+        with torch.no_grad():
+            for i, batch in enumerate(eval_loader):
+                if i >= flags.eval_iters:
+                    break
+                totals += recipe.eval_sums(engine, {k: v.to(device) for k, v in batch.items()})
+        torch.distributed.all_reduce(totals)
+        engine.train()
+        return recipe.eval_metrics(dict(zip(recipe.eval_names, totals.tolist())))
+
+    metrics.log(step=0, **evaluate())
+    step, epoch = 0, 0
+    window = runtime.StepWindow(world, flags.gradient_accumulation_steps)
+    while step < total_steps:
+        train_loader.sampler.set_epoch(epoch)  # a new shuffle every epoch (DeepSpeed-Chat never calls it)
+        fetched = time.perf_counter()
+        for batch in train_loader:
+            waited = time.perf_counter() - fetched
+            out = recipe.step(engine, {k: v.to(device) for k, v in batch.items()})
+            engine.backward(out.loss)
+            boundary = engine.is_gradient_accumulation_boundary()
+            engine.step()
+            window.add(out.loss.item(), out.tokens, out.samples, waited)
+            if boundary:
+                step += 1
+                metrics.log(step=step, epoch=epoch, lr=engine.get_lr()[0], **window.summary(device))
+                if flags.eval_interval and step % flags.eval_interval == 0 and step < total_steps:
+                    metrics.log(step=step, **evaluate())
+                window.reset()
+                if step >= total_steps:
+                    break
+            fetched = time.perf_counter()
+        epoch += 1
+
+    metrics.log(step=step, **evaluate())
+    save_model(engine.module, flags.output_dir, rank, flags.zero_stage)
+    if rank == 0:
+        save_tokenizer(train.tokenizer, flags.output_dir)
+        metrics.plot(flags.output_dir / "loss.png", panels=recipe.panels)
+    torch.distributed.barrier()
