@@ -41,11 +41,11 @@ LAUNCH := $(VENV)/bin/deepspeed --num_gpus $(NGPUS)
 PHASE1_ARGS ?= --model_name_or_path facebook/opt-1.3b --per_device_train_batch_size 8 --per_device_eval_batch_size 8 \
 	--learning_rate 9.65e-6 --num_train_epochs 16 --zero_stage 2 --dtype fp16 --gradient_checkpointing
 PHASE2_ARGS ?= --model_name_or_path facebook/opt-350m --per_device_train_batch_size 4 --per_device_eval_batch_size 4 \
-	--learning_rate 5e-5 --weight_decay 0.1 --num_train_epochs 1 --zero_stage 0 --dtype fp16
+	--learning_rate 5e-5 --weight_decay 0.1 --num_train_epochs 1 --zero_stage 0 --dtype fp16 --dropout 0.0
 # DeepSpeed-Chat's opt/single_node/run_1.3b step 3 (its hybrid engine aside).
 PHASE3_ARGS ?= --per_device_generation_batch_size 4 --per_device_training_batch_size 4 --generation_batches 1 --ppo_epochs 1 \
 	--max_prompt_seq_len 256 --max_answer_seq_len 256 --pad_to_max --actor_learning_rate 9.65e-6 --critic_learning_rate 5e-6 \
-	--num_train_epochs 1 --num_warmup_steps 100 --actor_zero_stage 2 --critic_zero_stage 2 --enable_ema --actor_dropout 0.0 --dtype fp16
+	--num_train_epochs 1 --num_warmup_steps 100 --actor_zero_stage 2 --critic_zero_stage 2 --enable_ema --actor_dropout 0.0 --critic_dropout 0.0 --dtype fp16
 endif
 
 .PHONY: prepare test inspect bench train-phase1 train-phase2 train-phase3 clean help

@@ -85,6 +85,8 @@ def run(rows: int, only: set[str] | None, two_workers_only: bool = False) -> lis
         if loader:
             loaded = measure(loader, src, out, workers)
             result.update(open_s=loaded["open_s"], random_rows_per_s=loaded["random_rows_per_s"], load_wall_s=loaded["wall_s"], load_rss_mb=loaded["rss_mb"])
+            if "verified_open_s" in loaded:
+                result["verified_open_s"] = loaded["verified_open_s"]
         results.append(result)
         shutil.rmtree(out, ignore_errors=True)
     return results
@@ -96,7 +98,7 @@ def _ratio(row: dict, base: dict | None, key: str) -> str:
 
 def render(results: list[dict]) -> str:
     ref = {r["rows"]: r for r in results if r["label"] == "ours, 2 workers"}
-    header = ["system", "rows", "wall s", "rows/s", "tokens/s", "peak RSS MB", "disk MB", "token MB", "open ms", "random rows/s",
+    header = ["system", "rows", "wall s", "rows/s", "tokens/s", "peak RSS MB", "disk MB", "token MB", "open ms", "open+sha256 ms", "random rows/s",
               "wall / ours", "RSS / ours", "token MB / ours"]
     lines = []
     for r in results:
@@ -105,11 +107,13 @@ def render(results: list[dict]) -> str:
             r["label"], f"{r['rows']:,}", f"{r['wall_s']:.1f}", f"{r['rows'] / r['wall_s']:,.0f}", f"{r['tokens'] / r['wall_s']:,.0f}",
             f"{r['rss_mb']:,.0f}", f"{r['disk_bytes'] / 1e6:,.1f}" if r["disk_bytes"] else "-",
             f"{r['token_bytes'] / 1e6:,.1f}" if r["token_bytes"] else "-",
-            f"{r['open_s'] * 1000:,.1f}" if "open_s" in r else "-", f"{r['random_rows_per_s']:,.0f}" if "random_rows_per_s" in r else "-",
+            f"{r['open_s'] * 1000:,.1f}" if "open_s" in r else "-",
+            f"{r['verified_open_s'] * 1000:,.1f}" if "verified_open_s" in r else "-",
+            f"{r['random_rows_per_s']:,.0f}" if "random_rows_per_s" in r else "-",
             _ratio(r, base, "wall_s"), _ratio(r, base, "rss_mb"), _ratio(r, base, "token_bytes"),
         ])
         if "load_wall_s" in r:
-            lines.append([f"  {r['label']}: load back", "", f"{r['load_wall_s']:.1f}", "", "", f"{r['load_rss_mb']:,.0f}"] + [""] * 7)
+            lines.append([f"  {r['label']}: load back", "", f"{r['load_wall_s']:.1f}", "", "", f"{r['load_rss_mb']:,.0f}"] + [""] * (len(header) - 6))
     widths = [max(len(str(c)) for c in col) for col in zip(header, *lines)]
     fmt = lambda row: "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
     return "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(row) for row in lines])

@@ -57,3 +57,30 @@ def test_zero3_checkpoint_gives_the_same_logits(fixed_length_shards, tmp_path):
         z0 = AutoModelForCausalLM.from_pretrained(tmp_path / "z0")(ids).logits
         z3 = AutoModelForCausalLM.from_pretrained(tmp_path / "z3")(ids).logits
     assert torch.allclose(z0, z3, atol=1e-4), (z0 - z3).abs().max()
+
+
+def test_a_micro_batch_with_no_target_token_gives_a_zero_loss_not_nan(sample_shards):
+    """--mask_prompt on rows whose answers were truncated away: every label is -100."""
+    from dataprep.format import Manifest
+    from trainer.models import causal_lm
+    from trainer.phase1_sft import eval_sums, step
+    from tests.trainer.conftest import TINY
+
+    model = causal_lm(None, TINY, Manifest.read(sample_shards).tokenizer)
+    ids = torch.randint(5, 500, (2, 12))
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": torch.full_like(ids, -100)}
+    out = step(model, batch)
+    assert out.loss.item() == 0.0
+    out.loss.backward()  # still a graph: every rank runs backward and step as usual
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters())
+    with torch.no_grad():
+        assert eval_sums(model, batch).tolist() == [0.0, 0.0]
+
+
+def test_dropout_flag_sets_every_dropout_of_the_model(sample_shards, tmp_path):
+    import json
+
+    train("trainer.phase1_sft", sample_shards, tmp_path / "sft", "--per_device_train_batch_size", "4", "--max_steps", "1",
+          "--eval_iters", "1", "--learning_rate", "1e-3", "--dropout", "0.3")
+    config = json.loads((tmp_path / "sft" / "config.json").read_text())
+    assert (config["resid_pdrop"], config["embd_pdrop"], config["attn_pdrop"]) == (0.3, 0.3, 0.3)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 from pathlib import Path
 
@@ -179,3 +180,81 @@ def test_whole_chain_on_the_shared_hh_sample(tmp_path):
                  "--per_device_training_batch_size", "2", "--max_answer_seq_len", "8", "--num_warmup_steps", "0", model_flags=False)
     assert len(rows) == 3 and all(math.isfinite(r["reward"]) for r in rows)
     assert (tmp_path / "phase3" / "actor" / "config.json").is_file() and (tmp_path / "phase3" / "critic" / "value_head.pt").is_file()
+
+
+def test_ptx_never_gives_an_empty_micro_batch(toy, tmp_path):
+    """20 PTX blocks, generation batch 16, training batch 4: a pass ends in a 4-block batch, which cut
+    into micro-batches of 4 used to leave empty ones (a forward on a [0, L] batch raises)."""
+    root = tmp_path / "few"
+    root.mkdir()
+    shards = root / "shards"
+    prepare(PrepareOptions(data=[str(write_prompts(root / "prompts.jsonl", 200, seed=1))], out=shards,
+                           tokenizer=str(write_tokenizer(root / "tokenizer")), split="0,0,1", max_prompt_len=16,
+                           unsup=[str(write_documents(root / "docs.jsonl", 30, seed=2))], unsup_block=16, progress=False))
+    from trainer.shard_dataset import ShardDataset
+
+    assert len(ShardDataset(shards, "unsup")) % 16 != 0
+    rows = train("trainer.phase3_ppo", shards, tmp_path / "run", "--actor_model_name_or_path", str(toy["actor"]),
+                 "--critic_model_name_or_path", str(toy["reward"]), "--unsup_shards", str(shards), "--max_steps", "4",
+                 "--per_device_generation_batch_size", "16", "--per_device_training_batch_size", "4", "--max_answer_seq_len", "4",
+                 "--num_warmup_steps", "0", model_flags=False)
+    assert len(rows) == 4 and all(math.isfinite(r["ptx_loss"]) for r in rows)
+
+
+def test_ratio_log_probs_come_from_the_distribution_that_sampled(toy):
+    """At temperature 3 the sampled tokens' frequencies match exp(the log-probs PPO uses), not the
+    untempered policy's probabilities."""
+    from transformers import AutoModelForCausalLM
+
+    from trainer.phase3_ppo import action_logprobs
+
+    actor = AutoModelForCausalLM.from_pretrained(toy["actor"]).eval()
+    prompt = torch.tensor([[3, 8, 9, 4]]).repeat(3000, 1)
+    with torch.no_grad():  # a peaked policy (top token near 0.8), so that the temperature matters: scale the final norm
+        logits = actor(prompt[:1]).logits[0, -1]
+        scale = next(f for f in (1, 2, 4, 8, 16, 32, 64, 128) if torch.softmax(f * logits, -1).max() > 0.8)
+        actor.transformer.ln_f.weight.mul_(scale)
+        actor.transformer.ln_f.bias.mul_(scale)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        seq = actor.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=1, do_sample=True, temperature=3.0,
+                             top_k=0, top_p=1.0, pad_token_id=1, eos_token_id=0)
+        mask = torch.ones_like(seq)
+        positions = torch.arange(seq.shape[1]).unsqueeze(0).expand_as(seq)
+        tempered = action_logprobs(actor, seq[:1], mask[:1], positions[:1], 3, temperature=3.0)[0, 0].exp().item()
+        policy = action_logprobs(actor, seq[:1], mask[:1], positions[:1], 3, temperature=1.0)[0, 0].exp().item()
+    frequency = (seq[:, -1] == seq[0, -1]).float().mean().item()
+    sigma = math.sqrt(tempered * (1 - tempered) / len(seq))
+    assert abs(frequency - tempered) < 4 * sigma, (frequency, tempered)
+    assert abs(frequency - policy) > 10 * sigma, (frequency, policy)
+
+
+def test_top_p_below_one_is_refused(toy, tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "trainer.phase3_ppo", "--shards", str(toy["shards"]), "--output_dir", str(tmp_path),
+                           "--actor_model_name_or_path", "a", "--critic_model_name_or_path", "c", "--top_p", "0.9"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "--top_p 0.9" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_accumulation_never_spans_two_rounds(toy, tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "trainer.phase3_ppo", "--shards", str(toy["shards"]), "--output_dir", str(tmp_path),
+                           "--actor_model_name_or_path", str(toy["actor"]), "--critic_model_name_or_path", str(toy["reward"]),
+                           "--per_device_generation_batch_size", "8", "--per_device_training_batch_size", "8",
+                           "--gradient_accumulation_steps", "2"], capture_output=True, text=True, env={**os.environ, "DS_ACCELERATOR": "cpu"})
+    assert proc.returncode == 1 and "would mix two rounds' experience" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_experience_is_reshuffled_between_ppo_epochs():
+    from trainer.phase3_ppo import epoch_order
+
+    generator = torch.Generator().manual_seed(0)
+    orders = [epoch_order(8, epoch, generator) for epoch in range(4)]
+    assert orders[0] == list(range(8))  # collected order first
+    assert all(sorted(o) == list(range(8)) for o in orders)  # every micro-batch once per epoch
+    assert len({tuple(o) for o in orders[1:]}) > 1 and any(o != list(range(8)) for o in orders[1:])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -87,9 +89,24 @@ def test_ema_update_is_a_lerp():
     model = torch.nn.Linear(2, 1, bias=False)
     with torch.no_grad():
         model.weight.copy_(t([1.0, 2.0]))
-    ema = EMA(model, beta=0.992)
+    ema = EMA(copy.deepcopy(model), beta=0.992)  # the EMA keeps the module it is given: a copy
     with torch.no_grad():
         model.weight.copy_(t([3.0, -2.0]))
     ema.update(model)
     assert ema.model.weight[0].tolist() == pytest.approx([0.992 * 1 + 0.008 * 3, 0.992 * 2 - 0.008 * 2])
     assert not ema.model.weight.requires_grad
+
+
+def test_an_overflow_at_a_masked_position_does_not_poison_the_actor_loss():
+    # Position 1 is masked out; its log-ratio (1000) would overflow exp and give 0 * inf = NaN.
+    logprobs, old = t([-1.0, 500.0]), t([-1.2, -500.0])
+    advantages, mask = t([1.0, 0.0]), t([1, 0])
+    loss, clipfrac = ppo.actor_loss(logprobs, old, advantages, mask, cliprange=0.2)
+    # The real position: ratio exp(0.2) = 1.221 is clipped to 1.2, and max(-1.221, -1.2) = -1.2.
+    assert loss.item() == pytest.approx(-1.2) and clipfrac.item() == 1.0
+
+
+def test_a_huge_log_ratio_at_a_real_position_stays_finite():
+    loss, _ = ppo.actor_loss(t([100.0]), t([-100.0]), t([-1.0]), t([1]), cliprange=0.2)
+    assert torch.isfinite(loss)
+

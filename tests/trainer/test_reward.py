@@ -1,14 +1,17 @@
 """Reward-model maths: end positions from the attention mask whatever the padding, and both losses
-checked by hand (the divergence loss against DeepSpeed-Chat's definition on right padding)."""
+checked by hand (the divergence loss against DeepSpeed-Chat's definition on right padding). Loading:
+our checkpoints, DeepSpeed-Chat's step-2 checkpoints (their end scores), and no checkpoint without a head."""
 
 from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from trainer.reward import end_scores, last_index, pairwise_loss
+from trainer.reward import RewardModel, end_scores, last_index, pairwise_loss
 
 
 def test_last_index_right_left_and_pad_equals_eos():
@@ -43,3 +46,76 @@ def test_divergence_loss_with_left_padding_is_finite():
     mask = (ids != 0).long()
     loss = pairwise_loss(torch.randn(2, 4), ids, mask, kind="divergence")["loss"]
     assert torch.isfinite(loss)  # DeepSpeed-Chat's pad-id search gives an empty span and NaN here (#571)
+
+
+# -- loading a reward model or critic -----------------------------------------------------------
+
+TINY_CONFIG = dict(n_layer=2, n_head=2, n_embd=32, n_positions=64, vocab_size=96, bos_token_id=0, eos_token_id=0, pad_token_id=1)
+
+
+class DeepSpeedChatRewardModel(nn.Module):
+    """DeepSpeed-Chat's step-2 RewardModel as its save_hf_format writes it: `rwtransformer` and `v_head`,
+    and `forward_value`'s end score: the value before the first pad after the prompt (dschat.md 4.1)."""
+
+    def __init__(self, config, pad_id: int):
+        super().__init__()
+        from transformers import AutoModel
+
+        self.rwtransformer = AutoModel.from_config(config)
+        self.v_head = nn.Linear(config.n_embd, 1, bias=False)
+        self.pad_id = pad_id
+
+    def end_scores(self, input_ids, attention_mask, prompt_length: int) -> torch.Tensor:
+        values = self.v_head(self.rwtransformer(input_ids, attention_mask=attention_mask, use_cache=False)[0]).squeeze(-1)
+        scores = []
+        for ids, value in zip(input_ids, values):
+            pads = (ids[prompt_length:] == self.pad_id).nonzero()
+            end = pads[0].item() + prompt_length if len(pads) else ids.shape[0]
+            scores.append(value[end - 1])
+        return torch.stack(scores)
+
+
+def _gpt2_config():
+    from transformers import GPT2Config
+
+    return GPT2Config(**TINY_CONFIG)
+
+
+@pytest.mark.parametrize("weights", ["pytorch_model.bin", "model.safetensors"])
+def test_a_deepspeed_chat_step2_checkpoint_gives_its_end_scores(tmp_path, weights):
+    torch.manual_seed(0)
+    theirs = DeepSpeedChatRewardModel(_gpt2_config(), pad_id=1).eval()
+    theirs.rwtransformer.config.save_pretrained(tmp_path)
+    state = {k: v.contiguous() for k, v in theirs.state_dict().items()}
+    if weights.endswith(".bin"):
+        torch.save(state, tmp_path / weights)
+    else:
+        from safetensors.torch import save_file
+
+        save_file(state, str(tmp_path / weights))
+    ours = RewardModel.from_pretrained(tmp_path).eval()
+    # prompt (4 tokens) + answer, right-padded with pad id 1: the phase-3 layout without left padding
+    ids = torch.tensor([[5, 6, 7, 8, 20, 21, 22, 1, 1], [9, 10, 11, 12, 30, 31, 32, 33, 34]])
+    mask = (ids != 1).long()
+    with torch.no_grad():
+        expected = theirs.end_scores(ids, mask, prompt_length=4)
+        got = end_scores(ours(ids, mask), mask)
+    assert torch.allclose(got, expected, atol=1e-6), (got, expected)
+
+
+def test_a_checkpoint_without_a_value_head_is_refused(tmp_path):
+    from transformers import AutoModel
+
+    AutoModel.from_config(_gpt2_config()).save_pretrained(tmp_path)  # a backbone, no head: phase 3 would optimise a random reward
+    with pytest.raises(SystemExit, match="has no value head"):
+        RewardModel.from_pretrained(tmp_path)
+
+
+def test_our_checkpoint_round_trips(tmp_path):
+    from transformers import AutoModel
+
+    torch.manual_seed(1)
+    model = RewardModel(AutoModel.from_config(_gpt2_config()))
+    model.save_pretrained(tmp_path)
+    again = RewardModel.from_pretrained(tmp_path)
+    assert torch.equal(again.v_head.weight, model.v_head.weight)

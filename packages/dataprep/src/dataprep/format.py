@@ -191,14 +191,23 @@ class Manifest:
 # -- opening and checking shards -----------------------------------------------------------------
 
 
+# What reading damaged bytes can raise: every Arrow error (invalid data, types it cannot represent,
+# sizes out of range), I/O errors, and bad UTF-8 or JSON in names and metadata.
+READ_ERRORS = (pa.ArrowException, OSError, UnicodeDecodeError, ValueError)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 def read_shard(path: Path) -> pa.Table:
     """Memory-map one Arrow shard; the table's buffers point into the page cache (no copy)."""
     try:
         return pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()
     except FileNotFoundError:
         raise DataprepError(f"{path}: no such file") from None
-    except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
-        raise DataprepError(f"{path}: not a readable Arrow shard ({str(exc).splitlines()[0]}); it may be truncated or corrupt") from None
+    except READ_ERRORS as exc:
+        raise DataprepError(f"{path}: not a readable Arrow shard ({_first_line(exc)}); it may be truncated or corrupt") from None
 
 
 def shard_metadata(table_or_schema: pa.Table | pa.Schema, path: Path) -> dict:
@@ -207,27 +216,53 @@ def shard_metadata(table_or_schema: pa.Table | pa.Schema, path: Path) -> dict:
     raw = (schema_.metadata or {}).get(METADATA_KEY)
     if raw is None:
         raise DataprepError(f"{path}: an Arrow file but not a dataprep shard (no '{METADATA_KEY.decode()}' schema metadata)")
-    return json.loads(raw)
+    try:
+        meta = json.loads(raw)
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise DataprepError(f"{path}: its '{METADATA_KEY.decode()}' schema metadata is not JSON ({_first_line(exc)}); the file is damaged") from None
+    if not isinstance(meta, dict):
+        raise DataprepError(f"{path}: its '{METADATA_KEY.decode()}' schema metadata is not a JSON object; the file is damaged")
+    return meta
 
 
 def validate(table: pa.Table, path: Path, full: bool) -> None:
-    """Arrow's structural checks; `full` also walks every list offset (O(rows))."""
+    """Arrow's structural checks; `full` also walks every list offset and string (O(rows))."""
     try:
         table.validate(full=full)
-    except pa.ArrowInvalid as exc:
-        raise DataprepError(f"{path}: corrupt shard ({str(exc).splitlines()[0]}); rerun dataprep prepare") from None
+    except READ_ERRORS as exc:
+        raise DataprepError(f"{path}: corrupt shard ({_first_line(exc)}); rerun dataprep prepare") from None
 
 
-def check_shard(manifest: Manifest, record: dict, part: Part, side: str, full: bool = True) -> pa.Table:
+def check_hash(path: Path, record: dict) -> None:
+    """The shard's bytes are the ones the manifest vouches for (sha256): a changed byte anywhere, even
+    one that leaves the file readable, is refused."""
+    digest = file_sha256(path)
+    if digest != record["sha256"]:
+        raise DataprepError(f"{path}: its bytes changed after prepare wrote it (sha256 {digest[:12]}... but {MANIFEST} says "
+                            f"{record['sha256'][:12]}...); rerun dataprep prepare")
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def check_shard(manifest: Manifest, record: dict, part: Part, side: str, full: bool = True, hashed: bool = False) -> pa.Table:
     """Open one listed shard, memory-mapped, after checking it against the manifest: present, its size,
-    Arrow structure, schema, metadata and rows. `full=False` keeps to O(1) checks; `full=True` also
-    walks every offset. DataprepError names the shard on any mismatch."""
+    (with `hashed`) its sha256, Arrow structure, schema, metadata and rows. `full=False` keeps the
+    structural checks O(1); `full=True` also walks every offset. DataprepError names the shard on any
+    mismatch."""
     path = manifest.out / record["file"]
     if not path.is_file():
         raise DataprepError(f"{path}: missing (listed in {MANIFEST}); rerun dataprep prepare")
     size = path.stat().st_size
     if size != record["bytes"]:
         raise DataprepError(f"{path}: {size} bytes but {MANIFEST} says {record['bytes']} (truncated or rewritten); rerun dataprep prepare")
+    if hashed:
+        check_hash(path, record)
     table = read_shard(path)
     tokenizer = manifest.tokenizer
     if not table.schema.equals(schema(part, token_type(tokenizer.vocab_size))):
@@ -258,10 +293,13 @@ class Shards:
         return sum(t.num_rows for t in self.tables)
 
 
-def open_shards(out: Path | str, part: Part, side: str = "train", full: bool = False) -> Shards:
-    """Every shard of one part and side, checked (`check_shard`). Refuses an unfinished build, a part
-    that was not built, and a missing, extra or damaged shard, with one line naming it."""
+def open_shards(out: Path | str, part: Part, side: str = "train", full: bool = False, hashed: bool = True) -> Shards:
+    """Every shard of one part and side, checked (`check_shard`; `hashed`: its sha256 too, about a
+    second per GB read). Refuses an edited manifest, an unfinished build, a part that was not built,
+    and a missing, extra or damaged shard, with one line naming it."""
     manifest = Manifest.read(out)
+    if hashed and not manifest.sealed:
+        raise DataprepError(f"{manifest.out / MANIFEST}: edited after prepare wrote it (its content hash does not match); rerun dataprep prepare")
     info = manifest.part(part, side)
     if info is None:
         why = "prepare it with --unsup PATH" if part == UNSUP else "split weight 0?"
@@ -271,7 +309,7 @@ def open_shards(out: Path | str, part: Part, side: str = "train", full: bool = F
     extra = sorted(found - set(listed))
     if extra:
         raise DataprepError(f"{manifest.out / extra[0]}: extra shard, not listed in {manifest.out / MANIFEST}; remove it or rerun dataprep prepare")
-    tables = [check_shard(manifest, record, part, side, full) for record in info["shards"]]
+    tables = [check_shard(manifest, record, part, side, full, hashed) for record in info["shards"]]
     return Shards(manifest, part, side, [manifest.out / f for f in listed], tables)
 
 

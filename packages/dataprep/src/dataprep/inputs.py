@@ -13,9 +13,8 @@ from pathlib import Path
 
 from dataprep import blend
 from dataprep.errors import DataprepError
-from dataprep.format import FORMAT_VERSION, PHASES
+from dataprep.format import FORMAT_VERSION, PHASES, file_sha256
 from dataprep.options import PrepareOptions
-from dataprep.shards import file_sha256
 from dataprep.sources import ADAPTER_VERSIONS, Dataset, local, resolve
 from dataprep.sources.options import AdapterOptions, from_prepare as adapter_options
 from dataprep.split import SFT_ONLY, Split

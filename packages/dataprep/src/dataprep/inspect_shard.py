@@ -4,6 +4,7 @@ A reader of prepare's output, through the contract (format.py)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pyarrow as pa
@@ -23,25 +24,28 @@ def inspect(path: Path, rows: int = 3) -> dict:
     if not path.is_file():
         raise DataprepError(f"{path}: no such file")
     manifest = _manifest_beside(path)
-    if manifest is not None:
+    if manifest is not None:  # its bytes must be the ones the manifest vouches for
         phase, side, record = manifest.locate(path)
-        table = check_shard(manifest, record, phase, side)
+        table = check_shard(manifest, record, phase, side, hashed=True)
         meta = shard_metadata(table, path)
     else:
         table = read_shard(path)
         meta = shard_metadata(table, path)
         phase = meta.get("phase")
-        ids = table.schema.field(TOKEN_COLUMNS[phase][0]).type.value_type if phase in TOKEN_COLUMNS else None
-        if phase not in TOKEN_COLUMNS or not table.schema.equals(schema(phase, ids)):
+        known = isinstance(phase, (int, str)) and phase in TOKEN_COLUMNS
+        if not known or not _matches(table.schema, phase):
             raise DataprepError(f"{path}: shard metadata names phase {phase!r} but its columns are {table.column_names}")
         validate(table, path, full=True)
+        for key in ("tokenizer_fingerprint", "eos_id", "bos_id", "pad_id", "shard"):
+            if key not in meta:
+                raise DataprepError(f"{path}: its shard metadata has no '{key}'; the file is damaged or not a dataprep shard")
     lengths = {col: token_lengths(table.column(col)) for col in TOKEN_COLUMNS[phase]}
     info = {
         "path": str(path),
         "phase": phase,
         "side": meta.get("side"),
         "shard": meta.get("shard"),
-        "num_shards": int(path.stem.rsplit("-of-", 1)[1]) if "-of-" in path.stem else None,
+        "num_shards": int(path.stem.rsplit("-of-", 1)[1]) if re.fullmatch(r".*-of-\d+", path.stem) else None,
         "rows": table.num_rows,
         "record_batches": pa.ipc.open_file(pa.memory_map(str(path))).num_record_batches,
         "bytes": path.stat().st_size,
@@ -66,6 +70,11 @@ def _row(table: pa.Table, i: int, phase: int | str, decoder) -> dict:
         if decoder is not None:
             row[col]["text"] = decoder(ids)
     return row
+
+
+def _matches(found: pa.Schema, phase) -> bool:
+    """The shard's columns are the phase's, with either id type."""
+    return any(found.equals(schema(phase, ids)) for ids in (pa.uint16(), pa.int32()))
 
 
 def _manifest_beside(path: Path) -> Manifest | None:
@@ -93,12 +102,12 @@ def render(info: dict) -> str:
     meta = info["metadata"]
     lines = [
         f"shard       {info['path']}",
-        f"phase       {info['phase']} ({info['side']}), shard {info['shard'] + 1} of {info['num_shards']}",
+        f"phase       {info['phase']} ({info['side']}), shard {_ordinal(info['shard'])} of {info['num_shards'] or '?'}",
         f"rows        {info['rows']} in {info['record_batches']} record batches, {info['bytes'] / 1e6:.2f} MB",
         "schema      " + ", ".join(f"{k}: {v}" for k, v in info["schema"].items()),
-        f"tokenizer   fingerprint {meta['tokenizer_fingerprint'][:16]}...  eos {meta['eos_id']}  bos {meta['bos_id']}  pad {meta['pad_id']}",
+        f"tokenizer   fingerprint {str(meta['tokenizer_fingerprint'])[:16]}...  eos {meta['eos_id']}  bos {meta['bos_id']}  pad {meta['pad_id']}",
         f"block       {meta['block']} tokens per row (PTX)" if "block" in meta else
-        f"limits      max_seq_len {meta['max_seq_len']}  max_prompt_len {meta['max_prompt_len']}",
+        f"limits      max_seq_len {meta.get('max_seq_len')}  max_prompt_len {meta.get('max_prompt_len')}",
     ]
     for col, s in info["tokens"].items():
         lines.append(f"{col:<11} min {s['min']}  mean {s['mean']}  p50 {s['p50']}  p95 {s['p95']}  max {s['max']}  total {s['total']}")
@@ -112,3 +121,7 @@ def render(info: dict) -> str:
             shown = repr(body if len(body) <= 400 else body[:400] + "...") if body is not None else row[col]["head"]
             lines.append(f"    {col} ({row[col]['length']} tokens): {shown}")
     return "\n".join(lines)
+
+
+def _ordinal(index) -> str:
+    return str(index + 1) if isinstance(index, int) else repr(index)

@@ -53,10 +53,10 @@ def iter_tables(path: Path, string_fields: tuple[str, ...] = (), strict: bool = 
     counter = _Counter(path, string_fields)
     try:
         if name.endswith(".parquet"):
-            source = (pa.Table.from_batches([b]) for b in pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS))
+            source = _validated(pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS))
         elif name.endswith(".csv"):
             convert = pacsv.ConvertOptions(column_types={f: pa.string() for f in string_fields})
-            source = (pa.Table.from_batches([b]) for b in pacsv.open_csv(path, convert_options=convert))
+            source = _validated(pacsv.open_csv(path, convert_options=convert))
         elif name.endswith((".json", ".json.gz")) and _starts_with_bracket(path):
             source = _batched(_json_array(path), string_fields, strict)
         elif name.endswith((".jsonl", ".jsonl.gz", ".json", ".json.gz")):
@@ -71,9 +71,18 @@ def iter_tables(path: Path, string_fields: tuple[str, ...] = (), strict: bool = 
         raise DataprepError(f"{path}: truncated or damaged gzip file ({_first_line(exc)}); download or compress it again") from None
     except gzip.BadGzipFile:
         raise DataprepError(f"{path}: not a gzip file despite its .gz name") from None
-    except (pa.ArrowInvalid, OSError) as exc:
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:  # every Arrow error: damaged bytes raise many kinds
         raise DataprepError(f"{path}: cannot be read as {_kind(name)} ({_first_line(exc)})") from None
     counter.finish()
+
+
+def _validated(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.Table]:
+    """Each batch as a table, after Arrow's full validation: the parquet reader lets bad UTF-8 in a
+    damaged file through to the first string conversion."""
+    for batch in batches:
+        table = pa.Table.from_batches([batch])
+        table.validate(full=True)
+        yield table
 
 
 class _Counter:
@@ -146,7 +155,7 @@ def first_row(path: Path) -> dict:
             rows = _json_array(path) if name.endswith((".json", ".json.gz")) and _starts_with_bracket(path) else _json_lines(path)
             row = next((obj for _, obj in rows), None)
             return row if isinstance(row, dict) else {}
-    except (DataprepError, OSError, EOFError, zlib.error, pa.ArrowInvalid):
+    except (DataprepError, OSError, EOFError, zlib.error, pa.ArrowException, ValueError):  # UnicodeDecodeError is a ValueError
         pass
     return {}  # CSV holds text only
 

@@ -5,7 +5,6 @@ of staging files. The layout they write is format.py's.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from dataprep.format import METADATA_KEY, shard_name
+from dataprep.format import METADATA_KEY, file_sha256, shard_name
 
 ROWS_PER_BATCH = 4096
 DEFAULT_SHARD_BYTES = 256 << 20
@@ -153,14 +152,6 @@ def take_rows(path: Path, starts: np.ndarray, index: np.ndarray, schema: pa.Sche
     restore = np.empty_like(order)
     restore[order] = np.arange(len(order))
     return taken.take(pa.array(restore))
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def file_record(root: Path, path: Path, rows: int) -> dict:

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 
-from dataprep import shards
 from dataprep.errors import DataprepError
-from dataprep.format import MANIFEST, PART_DIRS, TEXT_TABLES, UNSUP, Manifest, check_shard
+from dataprep.format import MANIFEST, PART_DIRS, TEXT_TABLES, UNSUP, Manifest, check_shard, file_sha256
 
 
 def verify(out: Path) -> tuple[list[str], dict]:
@@ -67,7 +66,7 @@ def _hash_problem(out: Path, record: dict) -> list[str]:
     path = out / record["file"]
     if path.stat().st_size != record["bytes"]:
         return [f"{path}: {path.stat().st_size} bytes but {MANIFEST} says {record['bytes']} (truncated or rewritten)"]
-    digest = shards.file_sha256(path)
+    digest = file_sha256(path)
     if digest != record["sha256"]:
         return [f"{path}: sha256 {digest[:16]}... but {MANIFEST} says {record['sha256'][:16]}... (the bytes changed)"]
     return []

@@ -12,17 +12,30 @@ from dataprep.format import TokenizerInfo
 
 def save_model(model: torch.nn.Module, out: Path, rank: int, zero_stage: int) -> None:
     """`model.save_pretrained(out)` on rank 0. Under ZeRO-3 each rank holds a slice of every parameter:
-    gather them first (all ranks must enter), then save the full tensors."""
+    every rank must enter, and the full tensors reach rank 0 one parameter at a time."""
     out.mkdir(parents=True, exist_ok=True)
     if zero_stage == 3:
-        import deepspeed
-
-        with deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None):
-            if rank == 0:
-                state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-                model.save_pretrained(out, state_dict=state)
+        state = gathered_state_dict(model, rank)
+        if rank == 0:
+            model.save_pretrained(out, state_dict=state)
     elif rank == 0:
         model.save_pretrained(out)
+
+
+def gathered_state_dict(model: torch.nn.Module, rank: int) -> dict[str, torch.Tensor]:
+    """A ZeRO-3 model's full state dict on rank 0 (CPU), gathering one parameter at a time, so no rank
+    ever holds more than one whole parameter beside its own slices (DeepSpeed-Chat's save_zero_three_model)."""
+    import deepspeed
+
+    keys = set(model.state_dict())  # the persistent names (placeholders under ZeRO-3)
+    state = {}
+    for name, param in model.named_parameters():
+        with deepspeed.zero.GatheredParameters([param], modifier_rank=None):
+            if rank == 0 and name in keys:
+                state[name] = param.detach().cpu().clone()
+    if rank == 0:
+        state.update({name: buf.detach().cpu().clone() for name, buf in model.named_buffers() if name in keys})
+    return state
 
 
 def save_tokenizer(info: TokenizerInfo, out: Path) -> None:

@@ -1,31 +1,40 @@
 """Exponential moving average of the actor's weights (`--enable_ema`), as DeepSpeed-Chat keeps it:
-after every actor update, ema <- beta * ema + (1 - beta) * param, beta = 0.992.
+after every actor update, ema <- beta * ema + (1 - beta) * param, beta = 0.992, in fp32.
 
-The copy is a plain module beside the engine. Under ZeRO-3 each actor parameter is gathered in turn
-(never the whole model at once) to read its full value."""
+At ZeRO stages 0-2 the copy is a whole module beside the engine, like the actor's own weights. Under
+ZeRO-3 it is partitioned like the actor (the caller builds it under models.partitioned): each rank
+keeps the fp32 slice of every parameter that it holds of the actor, and updates it from that slice
+alone, with no communication. Saving gathers it one parameter at a time (checkpoint.save_model).
+"""
 
 from __future__ import annotations
-
-import copy
-import contextlib
 
 import torch
 
 
 class EMA:
-    def __init__(self, model: torch.nn.Module, beta: float = 0.992, zero_stage: int = 0):
-        self.beta, self.zero_stage = beta, zero_stage
-        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+    def __init__(self, model: torch.nn.Module, beta: float = 0.992, partitioned: bool = False):
+        self.beta, self.partitioned = beta, partitioned
+        self.model = model.eval().requires_grad_(False)
 
     @torch.no_grad()
-    def update(self, model: torch.nn.Module) -> None:
-        for ema, param in zip(self.model.parameters(), model.parameters()):
-            with self._gathered(param):
-                ema.lerp_(param.detach().to(ema.dtype), 1.0 - self.beta)
+    def update(self, actor: torch.nn.Module) -> None:
+        for ema, param in zip(self.slices(), _slices(actor, self.partitioned)):
+            ema.lerp_(param.to(ema.dtype), 1.0 - self.beta)
 
-    def _gathered(self, param: torch.nn.Parameter):
-        if self.zero_stage != 3:
-            return contextlib.nullcontext()
-        import deepspeed
+    def slices(self) -> list[torch.Tensor]:
+        """What this rank holds of the copy: every parameter, or under ZeRO-3 its slice of each."""
+        return _slices(self.model, self.partitioned)
 
-        return deepspeed.zero.GatheredParameters([param], modifier_rank=None)
+    def state(self) -> list[torch.Tensor]:
+        """This rank's part, for a resumable checkpoint."""
+        return [t.detach().cpu().clone() for t in self.slices()]
+
+    @torch.no_grad()
+    def load(self, state: list[torch.Tensor]) -> None:
+        for ema, saved in zip(self.slices(), state, strict=True):
+            ema.copy_(saved)
+
+
+def _slices(model: torch.nn.Module, partitioned: bool) -> list[torch.Tensor]:
+    return [p.ds_tensor if partitioned else p.data for p in model.parameters()]

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import torch
 
+OFFLOAD_NEEDS_ZERO = "--offload moves ZeRO's optimizer state to the CPU, and ZeRO stage 0 has none: use ZeRO stage 1, 2 or 3 with it"
 DEFAULT_DTYPE = "bf16" if torch.cuda.is_available() else "fp32"
 SCHEDULERS = ("cosine", "linear", "constant")
 DTYPES = ("bf16", "fp16", "fp32")
@@ -41,6 +42,9 @@ class RunFlags:
     seed: int = flag(1234, "seed of the model init, the data order and sampling")
     offload: bool = flag(False, "ZeRO CPU offload of the optimizer state")
     dtype: str = flag(DEFAULT_DTYPE, "training precision", DTYPES)
+    save_steps: int = flag(0, "save a resumable checkpoint every N optimizer steps (phase 3: prompt batches) into "
+                              "OUTPUT_DIR/checkpoints, keeping the newest 2 (0: never)")
+    resume_from: Path | None = flag(None, "resume from this checkpoint (default: the newest complete one in --output_dir, if any)")
     local_rank: int = flag(-1, "set by the deepspeed launcher")
 
 
@@ -53,6 +57,7 @@ class TrainFlags(RunFlags):
     learning_rate: float = flag(help="peak learning rate")
     weight_decay: float = flag(0.0, "AdamW weight decay (never on biases and norms)")
     zero_stage: int = flag(0, "DeepSpeed ZeRO stage", ZERO_STAGES)
+    dropout: float | None = flag(None, "set every dropout of the model to this (DeepSpeed-Chat's step 2 uses 0.0; default: the model's own)")
     gradient_checkpointing: bool = flag(False, "recompute activations in the backward pass")
     pad_to_max: bool = flag(False, "pad every batch to max_seq_len, as DeepSpeed-Chat does")
     eval_interval: int = flag(0, "evaluate every N optimizer steps (0: only at the start and the end)")
@@ -61,6 +66,8 @@ class TrainFlags(RunFlags):
     def __post_init__(self) -> None:
         if (self.model_name_or_path is None) == (self.model_config is None):
             raise ValueError("give one of --model_name_or_path (a hub id or directory) or --model_config (a config.json)")
+        if self.offload and self.zero_stage == 0:
+            raise ValueError(OFFLOAD_NEEDS_ZERO + " (--zero_stage)")
 
 
 F = TypeVar("F", bound=RunFlags)

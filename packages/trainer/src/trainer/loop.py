@@ -4,7 +4,8 @@ A phase brings a `Recipe`, what differs: its model, its collator, its step from 
 eval. `run` does the rest, top to bottom:
 
     flags -> distributed start-up -> shards -> model (checked against the shards' tokenizer)
-          -> loaders -> DeepSpeed engine -> eval -> loop (eval every --eval_interval) -> eval -> save
+          -> loaders -> DeepSpeed engine -> resume (resume.py) or eval
+          -> loop (eval every --eval_interval, a resumable checkpoint every --save_steps) -> eval -> save
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Callable
 import torch
 
 from dataprep.format import TokenizerInfo
-from trainer import runtime
+from trainer import resume, runtime
 from trainer.checkpoint import save_model, save_tokenizer
 from trainer.flags import TrainFlags
 from trainer.shard_dataset import ShardDataset
@@ -61,7 +62,11 @@ def run(flags: TrainFlags, recipe: Recipe) -> None:
     spec = runtime.EngineSpec(flags.per_device_train_batch_size, flags.gradient_accumulation_steps, flags.zero_stage, flags.dtype, flags.offload)
     optim = runtime.OptimSpec(flags.learning_rate, flags.weight_decay, flags.lr_scheduler_type, flags.num_warmup_steps, total_steps)
     engine = runtime.trained_engine(model, spec, optim, world)
-    metrics = runtime.Metrics(flags.output_dir / "metrics.jsonl", rank == 0)
+    identity = {"phase": recipe.phase, "model": runtime.model_identity(flags.model_name_or_path, flags.model_config),
+                "tokenizer": train.tokenizer.fingerprint, "shards": train.cache_key, "world": world}
+    start = flags.resume_from or resume.newest(flags.output_dir)
+    record = resume.load(start, {"model": engine}, identity, rank) if start else None
+    metrics = runtime.Metrics(flags.output_dir / "metrics.jsonl", rank == 0, keep=record["metrics_lines"] if record else 0)
 
     def evaluate() -> dict:
         engine.eval()
@@ -75,8 +80,11 @@ def run(flags: TrainFlags, recipe: Recipe) -> None:
         engine.train()
         return recipe.eval_metrics(dict(zip(recipe.eval_names, totals.tolist())))
 
-    metrics.log(step=0, **evaluate())
-    step, epoch = 0, 0
+    if record is None:
+        metrics.log(step=0, **evaluate())
+    position = record["position"] if record else {"step": 0, "epoch": 0, "batches": 0}
+    step, epoch, batches = position["step"], position["epoch"], position["batches"]
+    train_loader.sampler.skip = batches * flags.per_device_train_batch_size  # the resumed epoch's consumed rows
     window = runtime.StepWindow(world, flags.gradient_accumulation_steps)
     while step < total_steps:
         train_loader.sampler.set_epoch(epoch)  # a new shuffle every epoch (DeepSpeed-Chat never calls it)
@@ -87,6 +95,7 @@ def run(flags: TrainFlags, recipe: Recipe) -> None:
             engine.backward(out.loss)
             boundary = engine.is_gradient_accumulation_boundary()
             engine.step()
+            batches += 1
             window.add(out.loss.item(), out.tokens, out.samples, waited)
             if boundary:
                 step += 1
@@ -94,10 +103,15 @@ def run(flags: TrainFlags, recipe: Recipe) -> None:
                 if flags.eval_interval and step % flags.eval_interval == 0 and step < total_steps:
                     metrics.log(step=step, **evaluate())
                 window.reset()
+                if flags.save_steps and step % flags.save_steps == 0 and step < total_steps:
+                    resume.save(flags.output_dir, step, {"model": engine}, {"step": step, "epoch": epoch, "batches": batches},
+                                identity, metrics.lines, rank)
+                resume.kill_point(step)
                 if step >= total_steps:
                     break
             fetched = time.perf_counter()
-        epoch += 1
+        epoch, batches = epoch + 1, 0
+        train_loader.sampler.skip = 0
 
     metrics.log(step=step, **evaluate())
     save_model(engine.module, flags.output_dir, rank, flags.zero_stage)

@@ -1,49 +1,69 @@
 """Building the models a phase trains: from a hub id or directory, or fresh from a config (tests and
-CPU runs) sized to the shards' tokenizer."""
+CPU runs) sized to the shards' tokenizer, with DeepSpeed-Chat's dropout override, and partitioned as
+they are created under ZeRO-3."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from dataprep.format import TokenizerInfo
-
-
-def causal_lm(model_name_or_path: str | None, model_config: Path | None, tokenizer: TokenizerInfo, **overrides):
-    """`overrides` are config fields for from_pretrained (e.g. dropout_overrides)."""
-    return _build("AutoModelForCausalLM", model_name_or_path, model_config, tokenizer, **overrides)
-
-
-def backbone(model_name_or_path: str | None, model_config: Path | None, tokenizer: TokenizerInfo):
-    """The transformer without its LM head (for the reward model)."""
-    return _build("AutoModel", model_name_or_path, model_config, tokenizer)
-
 
 # Config fields that hold a dropout probability, across the model families DeepSpeed-Chat trains.
 DROPOUT_FIELDS = ("dropout", "attention_dropout", "activation_dropout", "hidden_dropout", "attention_probs_dropout_prob",
                   "hidden_dropout_prob", "resid_pdrop", "embd_pdrop", "attn_pdrop")
 
 
-def dropout_overrides(model_name_or_path: str, p: float | None) -> dict:
-    """from_pretrained kwargs that set every dropout of the model's config to p (None: keep them)."""
-    if p is None:
-        return {}
+def causal_lm(model_name_or_path: str | None, model_config: Path | None, tokenizer: TokenizerInfo, dropout: float | None = None):
+    return _build("AutoModelForCausalLM", model_name_or_path, model_config, tokenizer, dropout)
+
+
+def backbone(model_name_or_path: str | None, model_config: Path | None, tokenizer: TokenizerInfo, dropout: float | None = None):
+    """The transformer without its LM head (for the reward model)."""
+    return _build("AutoModel", model_name_or_path, model_config, tokenizer, dropout)
+
+
+@contextmanager
+def partitioned(ds_config: dict) -> Iterator[None]:
+    """Under ZeRO-3, models built inside are partitioned across the ranks as they are created
+    (transformers builds them inside deepspeed.zero.Init, as DeepSpeed-Chat does), so no rank ever
+    holds the whole model; at other stages this does nothing."""
+    if ds_config["zero_optimization"]["stage"] != 3:
+        yield
+        return
+    from transformers.integrations import HfDeepSpeedConfig
+
+    keep = HfDeepSpeedConfig(ds_config)  # transformers holds it weakly: it must live while the models are built
+    try:
+        yield
+    finally:
+        del keep
+
+
+def load_config(path: str | Path, dropout: float | None = None):
+    """A model's config, with every dropout set to `dropout` (None: as the config has them), as
+    DeepSpeed-Chat's --dropout / --actor_dropout / --critic_dropout do."""
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(model_name_or_path)
-    return {name: p for name in DROPOUT_FIELDS if hasattr(config, name)}
+    config = AutoConfig.from_pretrained(str(path))
+    if dropout is not None:
+        for name in DROPOUT_FIELDS:
+            if hasattr(config, name):
+                setattr(config, name, dropout)
+    return config
 
 
-def _build(auto_class: str, model_name_or_path: str | None, model_config: Path | None, tokenizer: TokenizerInfo, **overrides):
+def _build(auto_class: str, model_name_or_path: str | None, model_config: Path | None, tokenizer: TokenizerInfo, dropout: float | None):
     import transformers
-    from transformers import AutoConfig
 
     auto = getattr(transformers, auto_class)
     if model_config is not None:
-        config = AutoConfig.from_pretrained(str(model_config))
+        config = load_config(model_config, dropout)
         _fit_config(config, tokenizer)
         return auto.from_config(config)
-    model = auto.from_pretrained(model_name_or_path, **overrides)
-    _fit_embeddings(model, tokenizer)
+    model = auto.from_pretrained(model_name_or_path, config=load_config(model_name_or_path, dropout))
+    fit_embeddings(model, tokenizer)
     return model
 
 
@@ -55,6 +75,6 @@ def _fit_config(config, tokenizer: TokenizerInfo) -> None:
     config.pad_token_id = tokenizer.pad_or_eos
 
 
-def _fit_embeddings(model, tokenizer: TokenizerInfo) -> None:
+def fit_embeddings(model, tokenizer: TokenizerInfo) -> None:
     if model.get_input_embeddings().num_embeddings < tokenizer.vocab_size:
         model.resize_token_embeddings(8 * -(-tokenizer.vocab_size // 8))

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
-from trainer import flags as F
-from trainer.collate import SFTCollator
+from trainer import flags as F, runtime
+from trainer.collate import IGNORE_INDEX, SFTCollator
 from trainer.loop import Recipe, Step, run
 from trainer.models import causal_lm
 
@@ -26,16 +26,25 @@ class SFTFlags(F.TrainFlags):
     mask_prompt: bool = F.flag(False, "no loss on prompt tokens (DeepSpeed-Chat trains on them)")
 
 
+def targets(batch: dict) -> torch.Tensor:
+    """How many tokens the batch trains on (labels are shifted by one inside the model)."""
+    return (batch["labels"][:, 1:] != IGNORE_INDEX).sum()
+
+
 def step(engine, batch: dict) -> Step:
-    loss = engine(**batch, use_cache=False).loss
+    out = engine(**batch, use_cache=False)
+    # A micro-batch with no target token (--mask_prompt, every answer truncated away) has a mean loss
+    # over nothing, NaN: it counts as a zero loss instead, which still runs backward and step, so every
+    # rank stays in step with the others.
+    loss = out.loss if int(targets(batch)) else out.logits.sum() * 0.0
     return Step(loss, tokens=int(batch["attention_mask"].sum()), samples=batch["input_ids"].shape[0])
 
 
 def eval_sums(engine, batch: dict) -> torch.Tensor:
     """The batch's loss times the tokens it predicts, and that count (the mean is token-weighted)."""
     out = engine(**batch, use_cache=False)
-    tokens = (batch["labels"][:, 1:] != -100).sum()
-    return torch.stack([out.loss.double() * tokens, tokens.double()])
+    tokens = targets(batch).double()
+    return torch.stack([torch.where(tokens > 0, out.loss.double() * tokens, torch.zeros_like(tokens)), tokens])
 
 
 def eval_metrics(totals: dict[str, float]) -> dict:
@@ -46,7 +55,7 @@ def eval_metrics(totals: dict[str, float]) -> dict:
 def recipe(flags: SFTFlags) -> Recipe:
     return Recipe(
         phase=1,
-        model=lambda f, tokenizer: causal_lm(f.model_name_or_path, f.model_config, tokenizer),
+        model=lambda f, tokenizer: causal_lm(f.model_name_or_path, f.model_config, tokenizer, f.dropout),
         collator=lambda pad_id, width: SFTCollator(pad_id, pad_to=width, mask_prompt=flags.mask_prompt),
         step=step,
         eval_names=("loss_sum", "tokens"),
@@ -56,6 +65,7 @@ def recipe(flags: SFTFlags) -> Recipe:
     )
 
 
+@runtime.one_line_errors
 def main(argv: list[str] | None = None) -> None:
     flags = F.parse(SFTFlags, "Phase 1 (SFT) on dataprep shards.", argv)
     run(flags, recipe(flags))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from trainer import flags as F
+from trainer import flags as F, runtime
 from trainer.collate import PairCollator
 from trainer.loop import Recipe, Step, run
 from trainer.models import backbone
@@ -46,7 +46,7 @@ def recipe(flags: RewardFlags) -> Recipe:
 
     return Recipe(
         phase=2,
-        model=lambda f, tokenizer: RewardModel(backbone(f.model_name_or_path, f.model_config, tokenizer)),
+        model=lambda f, tokenizer: RewardModel(backbone(f.model_name_or_path, f.model_config, tokenizer, f.dropout)),
         collator=lambda pad_id, width: PairCollator(pad_id, pad_to=width),
         step=step,
         eval_names=("correct", "pairs", "chosen_sum", "rejected_sum"),
@@ -56,6 +56,7 @@ def recipe(flags: RewardFlags) -> Recipe:
     )
 
 
+@runtime.one_line_errors
 def main(argv: list[str] | None = None) -> None:
     flags = F.parse(RewardFlags, "Phase 2 (reward model) on dataprep shards.", argv)
     run(flags, recipe(flags))

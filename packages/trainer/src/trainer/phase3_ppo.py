@@ -21,19 +21,19 @@ batch); unsupervised blocks are cycled when they run out, so the prompts set the
 
 from __future__ import annotations
 
-import itertools
+import copy
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import torch
 
 from dataprep.format import TokenizerInfo
-from trainer import flags as F, ppo, runtime
+from trainer import flags as F, ppo, resume, runtime
 from trainer.checkpoint import save_model, save_tokenizer
 from trainer.collate import BlockCollator, PromptCollator
 from trainer.ema import EMA
-from trainer.models import causal_lm, dropout_overrides
+from trainer.models import causal_lm, partitioned
 from trainer.reward import RewardModel, end_scores
 from trainer.shard_dataset import ShardDataset
 
@@ -51,8 +51,9 @@ class PPOFlags(F.RunFlags):
     max_prompt_seq_len: int | None = F.flag(None, "prompt width (default: the shards' --max-prompt-len)")
     max_answer_seq_len: int = F.flag(256, "new tokens per answer at most")
     pad_to_max: bool = F.flag(False, "left-pad every prompt batch to max_prompt_seq_len, as DeepSpeed-Chat does")
-    temperature: float = F.flag(1.0, "sampling temperature (1.0: the policy itself)")
-    top_p: float = F.flag(1.0, "nucleus sampling threshold")
+    temperature: float = F.flag(1.0, "sampling temperature (1.0: the policy itself; 0: greedy decoding, as DeepSpeed-Chat's "
+                                      "generate does); the PPO ratio uses the log-probs of the distribution that sampled")
+    top_p: float = F.flag(1.0, "nucleus sampling: only 1.0, see docs/ppo.md")
     actor_learning_rate: float = F.flag(9.65e-6, "the actor's peak learning rate")
     critic_learning_rate: float = F.flag(5e-6, "the critic's peak learning rate")
     actor_weight_decay: float = F.flag(0.0, "the actor's AdamW weight decay")
@@ -78,6 +79,16 @@ class PPOFlags(F.RunFlags):
     lam: float = F.flag(0.95, "GAE lambda")
     whiten_advantages: bool = F.flag(False, "normalise advantages over each generation batch")
 
+    def __post_init__(self) -> None:
+        if self.offload and 0 in (self.actor_zero_stage, self.critic_zero_stage):
+            raise ValueError(F.OFFLOAD_NEEDS_ZERO + " (--actor_zero_stage and --critic_zero_stage)")
+        if self.temperature < 0:
+            raise ValueError(f"--temperature {self.temperature}: must be 0 (greedy) or more")
+        if self.top_p != 1.0:
+            raise ValueError(f"--top_p {self.top_p}: nucleus sampling draws from a truncated, renormalised distribution whose "
+                             "log-probs the PPO ratio would need at every step; use --top_p 1 (as TRL's and OpenRLHF's PPO do) "
+                             "and --temperature to sharpen or flatten the policy")
+
 
 @dataclass
 class Experience:
@@ -99,9 +110,12 @@ class Experience:
         return Experience(**{f.name: (v[part] if isinstance(v := getattr(self, f.name), torch.Tensor) else v) for f in fields(self)})
 
 
-def action_logprobs(model, seq: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor, start: int) -> torch.Tensor:
-    logits = model(input_ids=seq, attention_mask=attention_mask, position_ids=position_ids, use_cache=False).logits
-    return ppo.gather_logprobs(logits[:, start:-1], seq[:, start + 1 :])
+def action_logprobs(model, seq: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor, start: int,
+                    temperature: float) -> torch.Tensor:
+    """Log-probs of the answer tokens under the distribution generation sampled from: the logits divided
+    by the temperature (greedy decoding, temperature 0, scores with the policy itself)."""
+    logits = model(input_ids=seq, attention_mask=attention_mask, position_ids=position_ids, use_cache=False).logits[:, start:-1]
+    return ppo.gather_logprobs(logits / temperature if temperature > 0 else logits, seq[:, start + 1 :])
 
 
 def action_values(critic, seq: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor, start: int) -> torch.Tensor:
@@ -114,10 +128,10 @@ def make_experience(batch: dict, actor, ref, critic, reward, flags: PPOFlags, to
     answers were too short (at most one token) and are masked out."""
     actor.eval(), critic.eval()
     prompt, prompt_mask = batch["prompt"], batch["prompt_att_mask"]
+    sampling = {"do_sample": True, "temperature": flags.temperature, "top_p": 1.0, "top_k": 0} if flags.temperature > 0 else {"do_sample": False}
     seq = actor.module.generate(
-        prompt, attention_mask=prompt_mask, max_new_tokens=flags.max_answer_seq_len, do_sample=True,
-        temperature=flags.temperature, top_p=flags.top_p, top_k=0, eos_token_id=tokenizer.eos_id,
-        pad_token_id=tokenizer.pad_or_eos, synced_gpus=flags.actor_zero_stage == 3,
+        prompt, attention_mask=prompt_mask, max_new_tokens=flags.max_answer_seq_len, eos_token_id=tokenizer.eos_id,
+        pad_token_id=tokenizer.pad_or_eos, synced_gpus=flags.actor_zero_stage == 3, **sampling,
     )
     width = prompt.shape[1]
     mask = ppo.answer_mask(seq[:, width:], tokenizer.eos_id)
@@ -126,8 +140,8 @@ def make_experience(batch: dict, actor, ref, critic, reward, flags: PPOFlags, to
     attention_mask = torch.cat([prompt_mask, mask], dim=1)
     position_ids = ppo.positions(attention_mask)
     start = width - 1
-    logprobs = action_logprobs(actor, seq, attention_mask, position_ids, start)
-    ref_logprobs = action_logprobs(ref, seq, attention_mask, position_ids, start)
+    logprobs = action_logprobs(actor, seq, attention_mask, position_ids, start, flags.temperature)
+    ref_logprobs = action_logprobs(ref, seq, attention_mask, position_ids, start, flags.temperature)
     values = action_values(critic, seq, attention_mask, position_ids, start)
     score = end_scores(reward(seq, attention_mask, position_ids).float(), attention_mask)
     rewards = ppo.shaped_rewards(logprobs, ref_logprobs, score, mask, flags.kl_ctl, flags.clip_reward_value)
@@ -136,9 +150,9 @@ def make_experience(batch: dict, actor, ref, critic, reward, flags: PPOFlags, to
     return Experience(seq, attention_mask, position_ids, start, mask, logprobs, ref_logprobs, values, score, advantages, returns), int(short.sum())
 
 
-def train_on(exp: Experience, actor, critic, flags: PPOFlags, unsup: dict | None, ema: EMA | None) -> dict:
+def train_on(exp: Experience, unsup: dict | None, actor, critic, flags: PPOFlags, ema: EMA | None) -> dict:
     """One micro-batch: the actor's PPO step (with PTX), then the critic's."""
-    logprobs = action_logprobs(actor, exp.seq, exp.attention_mask, exp.position_ids, exp.start)
+    logprobs = action_logprobs(actor, exp.seq, exp.attention_mask, exp.position_ids, exp.start, flags.temperature)
     actor_loss, actor_clip = ppo.actor_loss(logprobs, exp.logprobs, exp.advantages, exp.mask, flags.cliprange)
     actor.backward(actor_loss)
     actor.step()
@@ -158,19 +172,51 @@ def train_on(exp: Experience, actor, critic, flags: PPOFlags, unsup: dict | None
     return {**out, "critic_loss": critic_loss.item(), "critic_clipfrac": critic_clip.item()}
 
 
-def micro_batches(experiences: list[Experience], unsup: list[dict] | None, size: int):
-    """(experience slice, matching PTX slice or None), in order."""
+def micro_batches(experiences: list[Experience], unsup: list[dict] | None, size: int) -> list[tuple[Experience, dict | None]]:
+    """(experience slice, the PTX slice at the same rows or None) for every micro-batch of a round.
+    The PTX batches are as large as the prompt batches (their loader drops short last batches), so
+    no slice is ever empty."""
+    parts = []
     for i, exp in enumerate(experiences):
         for lo in range(0, exp.seq.shape[0], size):
             part = slice(lo, lo + size)
-            yield exp.rows(part), ({k: v[part] for k, v in unsup[i].items()} if unsup else None)
+            parts.append((exp.rows(part), {k: v[part] for k, v in unsup[i].items()} if unsup else None))
+    return parts
 
 
-def cycle(loader):
-    """The loader's batches forever, reshuffled every pass."""
-    for epoch in itertools.count():
-        loader.sampler.set_epoch(epoch)
-        yield from loader
+def epoch_order(count: int, epoch: int, generator: torch.Generator) -> list[int]:
+    """The micro-batch order of one PPO epoch: collection order first, then reshuffled between epochs,
+    as DeepSpeed-Chat shuffles its experience after every epoch."""
+    return list(range(count)) if epoch == 0 else torch.randperm(count, generator=generator).tolist()
+
+
+class Blocks:
+    """The PTX batches, endlessly: the prompts set the epoch length, so the blocks are cycled, with a
+    new shuffle every pass. Its position (pass, batches taken) goes into resumable checkpoints."""
+
+    def __init__(self, loader):
+        if len(loader) == 0:
+            raise SystemExit(f"trainer: --unsup_shards holds fewer PTX blocks per rank ({len(loader.sampler)}) than one batch "
+                             f"({loader.batch_size}); prepare more --unsup text or lower --per_device_generation_batch_size")
+        self.loader, self.epoch, self.taken, self._batches = loader, 0, 0, None
+
+    def next(self) -> dict:
+        while True:
+            if self._batches is None:
+                self.loader.sampler.set_epoch(self.epoch)
+                self.loader.sampler.skip = self.taken * self.loader.batch_size
+                self._batches = iter(self.loader)
+            batch = next(self._batches, None)
+            if batch is not None:
+                self.taken += 1
+                return batch
+            self.epoch, self.taken, self._batches = self.epoch + 1, 0, None
+
+    def position(self) -> dict:
+        return {"epoch": self.epoch, "taken": self.taken}
+
+    def restore(self, position: dict) -> None:
+        self.epoch, self.taken, self._batches = position["epoch"], position["taken"], None
 
 
 class RoundLog:
@@ -208,6 +254,7 @@ class RoundLog:
         return {**row, "generation_s": self.generation_s, "training_s": training_s}
 
 
+@runtime.one_line_errors
 def main(argv: list[str] | None = None) -> None:
     flags = F.parse(PPOFlags, "Phase 3 (PPO) on dataprep shards.", argv)
     rank, world, device = runtime.init_distributed()
@@ -219,49 +266,84 @@ def main(argv: list[str] | None = None) -> None:
     if width < prompts.max_prompt_len:
         raise SystemExit(f"trainer: {flags.shards} keeps prompts up to {prompts.max_prompt_len} tokens, more than --max_prompt_seq_len "
                          f"{width}; prepare with --max-prompt-len {width}")
+    # Whole batches only, prompts and PTX blocks alike: every round then has the same micro-batches, so
+    # optimizer steps line up with rounds, and a PTX slice is never empty. What a pass leaves out changes
+    # with every epoch's reshuffle.
     prompt_loader = runtime.loader(prompts, PromptCollator(tokenizer.pad_or_eos, pad_to=width if flags.pad_to_max else None),
-                                   flags.per_device_generation_batch_size, rank, world, flags.seed, shuffle=True)
+                                   flags.per_device_generation_batch_size, rank, world, flags.seed, shuffle=True, drop_last=True)
+    if len(prompt_loader) == 0:
+        raise SystemExit(f"trainer: {flags.shards} holds fewer phase-3 prompts per rank ({len(prompt_loader.sampler)}) than one "
+                         f"generation batch ({flags.per_device_generation_batch_size}); lower --per_device_generation_batch_size")
     ptx = flags.unsup_shards is not None and flags.unsup_coef > 0
-    unsup_batches = cycle(runtime.loader(ShardDataset(flags.unsup_shards, "unsup"), BlockCollator(), flags.per_device_generation_batch_size,
-                                         rank, world, flags.seed, shuffle=True)) if ptx else None
+    blocks = Blocks(runtime.loader(ShardDataset(flags.unsup_shards, "unsup"), BlockCollator(), flags.per_device_generation_batch_size,
+                                   rank, world, flags.seed, shuffle=True, drop_last=True)) if ptx else None
 
     prompt_batches = flags.max_steps or len(prompt_loader) * flags.num_train_epochs
     rounds = prompt_batches // flags.generation_batches
     micro_per_round = flags.generation_batches * -(-flags.per_device_generation_batch_size // flags.per_device_training_batch_size) * flags.ppo_epochs
+    if micro_per_round % flags.gradient_accumulation_steps:
+        raise SystemExit(f"trainer: --gradient_accumulation_steps {flags.gradient_accumulation_steps} does not divide the {micro_per_round} "
+                         "micro-batches of a PPO round (generation_batches x generation/training batch x ppo_epochs), so an update "
+                         "would mix two rounds' experience; choose a divisor")
     updates = max(1, rounds * micro_per_round // flags.gradient_accumulation_steps)
     # With PTX the actor takes two backward passes per micro-batch (PPO, then the LM loss) for one update.
     accumulation = flags.gradient_accumulation_steps * (2 if ptx else 1)
 
-    actor_model = causal_lm(flags.actor_model_name_or_path, None, tokenizer, **dropout_overrides(flags.actor_model_name_or_path, flags.actor_dropout))
+    # The four engines. The reference follows the actor's ZeRO stage and the reward model the critic's
+    # (as DeepSpeed-Chat), or ZeRO-3 to offload their parameters; under ZeRO-3 every model is built
+    # partitioned. The EMA is partitioned like the actor.
+    micro = flags.per_device_training_batch_size
+    specs = {
+        "actor": runtime.EngineSpec(micro, accumulation, flags.actor_zero_stage, flags.dtype, flags.offload),
+        "critic": runtime.EngineSpec(micro, flags.gradient_accumulation_steps, flags.critic_zero_stage, flags.dtype, flags.offload),
+        "ref": runtime.EngineSpec(micro, 1, 3 if flags.actor_zero_stage == 3 or flags.offload_reference_model else 0, flags.dtype,
+                                  offload_params=flags.offload_reference_model),
+        "reward": runtime.EngineSpec(micro, 1, 3 if flags.critic_zero_stage == 3 or flags.offload_reward_model else 0, flags.dtype,
+                                     offload_params=flags.offload_reward_model),
+    }
+    config = {name: runtime.ds_config(spec, world) for name, spec in specs.items()}
+    with partitioned(config["actor"]):
+        actor_model = causal_lm(flags.actor_model_name_or_path, None, tokenizer, flags.actor_dropout)
     runtime.check_tokenizer(flags.shards, tokenizer, flags.actor_model_name_or_path, actor_model.config)
-    critic_model = RewardModel.from_pretrained(flags.critic_model_name_or_path, **dropout_overrides(flags.critic_model_name_or_path, flags.critic_dropout))
+    with partitioned(config["critic"]):
+        critic_model = RewardModel.from_pretrained(flags.critic_model_name_or_path, flags.critic_dropout)
     runtime.check_tokenizer(flags.shards, tokenizer, flags.critic_model_name_or_path, critic_model.config)
     if flags.actor_gradient_checkpointing:
         actor_model.gradient_checkpointing_enable()
     if flags.critic_gradient_checkpointing:
         critic_model.gradient_checkpointing_enable()
-    ema = EMA(actor_model, flags.ema_beta, flags.actor_zero_stage) if flags.enable_ema else None
+    ema = None
+    if flags.enable_ema and flags.actor_zero_stage == 3:
+        with partitioned(runtime.ds_config(replace(specs["actor"], dtype="fp32", offload=False), world)):
+            ema = EMA(causal_lm(flags.actor_model_name_or_path, None, tokenizer), flags.ema_beta, partitioned=True)
+    elif flags.enable_ema:
+        ema = EMA(copy.deepcopy(actor_model).to(device), flags.ema_beta)
+    with partitioned(config["ref"]):
+        ref = runtime.frozen_engine(causal_lm(flags.actor_model_name_or_path, None, tokenizer), specs["ref"], world)
+    with partitioned(config["reward"]):
+        reward = runtime.frozen_engine(RewardModel.from_pretrained(flags.critic_model_name_or_path), specs["reward"], world)
 
-    def frozen(model, offload: bool):
-        """The reference and the reward model: ZeRO-3 when the actor is (or to offload their parameters), else plain."""
-        stage = 3 if (flags.actor_zero_stage == 3 or offload) else 0
-        spec = runtime.EngineSpec(flags.per_device_training_batch_size, 1, stage, flags.dtype, offload_params=offload)
-        return runtime.frozen_engine(model, spec, world)
+    def optim(lr: float, weight_decay: float) -> runtime.OptimSpec:
+        return runtime.OptimSpec(lr, weight_decay, flags.lr_scheduler_type, flags.num_warmup_steps, updates)
 
-    def trained(model, lr: float, weight_decay: float, stage: int, accumulation: int):
-        spec = runtime.EngineSpec(flags.per_device_training_batch_size, accumulation, stage, flags.dtype, flags.offload)
-        optim = runtime.OptimSpec(lr, weight_decay, flags.lr_scheduler_type, flags.num_warmup_steps, updates)
-        return runtime.trained_engine(model, spec, optim, world)
+    actor = runtime.trained_engine(actor_model, specs["actor"], optim(flags.actor_learning_rate, flags.actor_weight_decay), world)
+    critic = runtime.trained_engine(critic_model, specs["critic"], optim(flags.critic_learning_rate, flags.critic_weight_decay), world)
 
-    ref = frozen(causal_lm(flags.actor_model_name_or_path, None, tokenizer), flags.offload_reference_model)
-    reward = frozen(RewardModel.from_pretrained(flags.critic_model_name_or_path), flags.offload_reward_model)
-    actor = trained(actor_model, flags.actor_learning_rate, flags.actor_weight_decay, flags.actor_zero_stage, accumulation)
-    critic = trained(critic_model, flags.critic_learning_rate, flags.critic_weight_decay, flags.critic_zero_stage, flags.gradient_accumulation_steps)
-    if ema is not None:
-        ema.model.to(device)
+    # Resume, or start afresh.
+    shuffler = torch.Generator().manual_seed(flags.seed + rank)  # the micro-batch order between PPO epochs
+    identity = {"phase": 3, "actor": flags.actor_model_name_or_path, "critic": flags.critic_model_name_or_path,
+                "tokenizer": tokenizer.fingerprint, "shards": prompts.cache_key, "world": world, "ptx": ptx, "ema": flags.enable_ema}
+    start = flags.resume_from or resume.newest(flags.output_dir)
+    record = resume.load(start, {"actor": actor, "critic": critic}, identity, rank, {"shuffler": shuffler}) if start else None
+    position = record["position"] if record else {"step": 0, "epoch": 0, "batches": 0, "reward_ema": None, "blocks": None}
+    if ema is not None and record:
+        ema.load(resume.read_state(start, "ema", rank))
+    if blocks is not None and position["blocks"]:
+        blocks.restore(position["blocks"])
+    metrics = runtime.Metrics(flags.output_dir / "metrics.jsonl", rank == 0, keep=record["metrics_lines"] if record else 0)
+    step, epoch, batches, reward_ema = position["step"], position["epoch"], position["batches"], position["reward_ema"]
+    prompt_loader.sampler.skip = batches * flags.per_device_generation_batch_size
 
-    metrics = runtime.Metrics(flags.output_dir / "metrics.jsonl", rank == 0)
-    step, epoch, reward_ema = 0, 0, None
     buffer, unsup_buffer = [], []
     log = RoundLog(device)
     while step < prompt_batches:
@@ -271,30 +353,40 @@ def main(argv: list[str] | None = None) -> None:
             exp, short = make_experience({k: v.to(device) for k, v in batch.items()}, actor, ref, critic, reward, flags, tokenizer)
             buffer.append(exp)
             if ptx:
-                unsup_buffer.append({k: v.to(device) for k, v in next(unsup_batches).items()})
+                unsup_buffer.append({k: v.to(device) for k, v in blocks.next().items()})
             log.experience(exp, short, time.perf_counter() - started)
-            step += 1
+            step, batches = step + 1, batches + 1
             if len(buffer) == flags.generation_batches:
                 started = time.perf_counter()
                 if flags.whiten_advantages:
                     for e in buffer:
                         e.advantages = ppo.whiten(e.advantages, e.mask)
-                for _ in range(flags.ppo_epochs):
-                    for part, unsup in micro_batches(buffer, unsup_buffer if ptx else None, flags.per_device_training_batch_size):
-                        log.losses(train_on(part, actor, critic, flags, unsup, ema))
+                parts = micro_batches(buffer, unsup_buffer if ptx else None, flags.per_device_training_batch_size)
+                for ppo_epoch in range(flags.ppo_epochs):
+                    for i in epoch_order(len(parts), ppo_epoch, shuffler):
+                        log.losses(train_on(*parts[i], actor, critic, flags, ema))
                 buffer, unsup_buffer = [], []
                 row = log.summary(time.perf_counter() - started)
                 reward_ema = row["reward"] if reward_ema is None else 0.9 * reward_ema + 0.1 * row["reward"]
                 metrics.log(step=step, epoch=epoch, reward_ema=reward_ema, actor_lr=actor.get_lr()[0], critic_lr=critic.get_lr()[0], **row)
                 log = RoundLog(device)
+                # A round is over: nothing is buffered, so this is where a resumable checkpoint can be cut.
+                if flags.save_steps and step // flags.save_steps > (step - flags.generation_batches) // flags.save_steps and step < prompt_batches:
+                    here = {"step": step, "epoch": epoch, "batches": batches, "reward_ema": reward_ema,
+                            "blocks": blocks.position() if blocks else None}
+                    keep = {"ema": ema.state()} if ema is not None and (ema.partitioned or rank == 0) else {}
+                    resume.save(flags.output_dir, step, {"actor": actor, "critic": critic}, here, identity, metrics.lines, rank,
+                                {"shuffler": shuffler}, keep)
+                resume.kill_point(step)
             if step >= prompt_batches:
                 break
-        epoch += 1
+        epoch, batches = epoch + 1, 0
+        prompt_loader.sampler.skip = 0
 
     save_model(actor.module, flags.output_dir / "actor", rank, flags.actor_zero_stage)
     save_model(critic.module, flags.output_dir / "critic", rank, flags.critic_zero_stage)
     if ema is not None:
-        save_model(ema.model, flags.output_dir / "actor_ema", rank, zero_stage=0)
+        save_model(ema.model, flags.output_dir / "actor_ema", rank, zero_stage=3 if ema.partitioned else 0)
     if rank == 0:
         for name in ("actor", "critic") + (("actor_ema",) if ema is not None else ()):
             save_tokenizer(tokenizer, flags.output_dir / name)

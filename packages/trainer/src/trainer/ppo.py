@@ -92,8 +92,11 @@ def whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tens
 
 def actor_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
                cliprange: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """PPO-clip policy loss and the fraction of actions where the clip was active."""
-    ratio = torch.exp(logprobs - old_logprobs)
+    """PPO-clip policy loss and the fraction of actions where the clip was active. The log-ratio is
+    zeroed where `mask` is 0 before it is exponentiated (an overflow there would make 0 * inf = NaN of
+    the whole loss) and clamped to +-20 elsewhere, as OpenRLHF does: exp(20) is finite in fp32."""
+    log_ratio = torch.where(mask.bool(), logprobs - old_logprobs, torch.zeros_like(logprobs)).clamp(-20.0, 20.0)
+    ratio = torch.exp(log_ratio)
     unclipped = -advantages * ratio
     clipped = -advantages * ratio.clamp(1.0 - cliprange, 1.0 + cliprange)
     loss = masked_mean(torch.maximum(unclipped, clipped), mask)

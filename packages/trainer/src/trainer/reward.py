@@ -47,14 +47,64 @@ class RewardModel(nn.Module):
         (Path(path) / HEAD_CONFIG).write_text(json.dumps({"head": HEAD_FILE, "width": self.v_head.in_features}) + "\n")
 
     @classmethod
-    def from_pretrained(cls, path: Path | str, **kwargs) -> "RewardModel":
+    def from_pretrained(cls, path: Path | str, dropout: float | None = None) -> "RewardModel":
+        """A reward model or critic from a phase-2 checkpoint: ours (an HF backbone with value_head.pt
+        beside it) or DeepSpeed-Chat's step 2 (one state dict of `rwtransformer.*` and `v_head.weight`
+        in pytorch_model.bin or model.safetensors). Anything without a trained head is refused: a
+        random head would make phase 3 optimise a random reward."""
         from transformers import AutoModel
 
-        model = cls(AutoModel.from_pretrained(path, **kwargs))
-        head = Path(path) / HEAD_FILE
-        if head.is_file():
-            model.v_head.load_state_dict(torch.load(head, map_location="cpu", weights_only=True))
+        from trainer.models import load_config
+
+        root = _local(path)
+        config = load_config(root, dropout)
+        if (root / HEAD_FILE).is_file():
+            model = cls(AutoModel.from_pretrained(root, config=config))
+            model.v_head.load_state_dict(torch.load(root / HEAD_FILE, map_location="cpu", weights_only=True))
+            return model
+        state = _deepspeed_chat_state(root)
+        if state is None:
+            raise SystemExit(f"trainer: {path} has no value head ({HEAD_FILE}, or a DeepSpeed-Chat step-2 state dict with "
+                             f"{DS_CHAT_PREFIX}* and v_head.weight); a reward model or critic must be a phase-2 checkpoint")
+        model = cls(AutoModel.from_config(config))
+        backbone = {k.removeprefix(DS_CHAT_PREFIX): v for k, v in state.items() if k.startswith(DS_CHAT_PREFIX)}
+        model.backbone.load_state_dict(backbone, strict=False)
+        missing = [name for name, _ in model.backbone.named_parameters() if name not in backbone]
+        if missing:
+            raise SystemExit(f"trainer: {path}: its DeepSpeed-Chat state dict lacks {len(missing)} backbone weights "
+                             f"({', '.join(missing[:3])}...); is it the checkpoint of this config's model?")
+        model.v_head.weight.data.copy_(state["v_head.weight"].to(model.v_head.weight.dtype))
         return model
+
+
+# DeepSpeed-Chat's RewardModel keeps its transformer as `rwtransformer` (save_hf_format writes its whole state dict).
+DS_CHAT_PREFIX = "rwtransformer."
+
+
+def _local(path: Path | str) -> Path:
+    """A checkpoint directory: `path` itself, or its hub snapshot (weights, head and configs)."""
+    if Path(path).is_dir():
+        return Path(path)
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(str(path), allow_patterns=["*.json", "*.bin", "*.safetensors", "*.pt"]))
+
+
+def _deepspeed_chat_state(root: Path) -> dict | None:
+    """The state dict of a DeepSpeed-Chat step-2 checkpoint in `root`, or None when it is not one."""
+    for name in ("pytorch_model.bin", "model.safetensors"):
+        file = root / name
+        if not file.is_file():
+            continue
+        if name.endswith(".bin"):
+            state = torch.load(file, map_location="cpu", weights_only=True)
+        else:
+            from safetensors.torch import load_file
+
+            state = load_file(str(file))
+        if "v_head.weight" in state and any(k.startswith(DS_CHAT_PREFIX) for k in state):
+            return state
+    return None
 
 
 def last_index(attention_mask: torch.Tensor) -> torch.Tensor:

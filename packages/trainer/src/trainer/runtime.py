@@ -4,6 +4,9 @@ values (EngineSpec, OptimSpec), so each phase says what it needs without buildin
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import itertools
 import json
 import math
 import os
@@ -11,11 +14,14 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
+from torch.utils.data import DataLoader, DistributedSampler
 
 from dataprep import DataprepError, load_tokenizer
 from dataprep.format import TokenizerInfo
+from trainer.flags import OFFLOAD_NEEDS_ZERO
 
 NO_DECAY = ("bias", "layer_norm.weight", "layernorm.weight", "norm.weight", "ln_f.weight", "ln_1.weight", "ln_2.weight")
 
@@ -43,6 +49,20 @@ class OptimSpec:
     total_steps: int
 
 
+def one_line_errors(main: Callable) -> Callable:
+    """For a script's main: bad input (a damaged, changed or mismatched shard, say) ends the run with
+    one line naming it, not a traceback."""
+
+    @functools.wraps(main)
+    def wrapped(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except DataprepError as exc:
+            raise SystemExit(f"trainer: {exc}") from None
+
+    return wrapped
+
+
 def init_distributed() -> tuple[int, int, torch.device]:
     """(rank, world size, device). Without a launcher, a one-process group on a free local port."""
     if "RANK" not in os.environ:
@@ -67,12 +87,17 @@ def init_distributed() -> tuple[int, int, torch.device]:
 
 
 def ds_config(spec: EngineSpec, world: int) -> dict:
+    """The DeepSpeed config of one engine. With `offload`, ZeRO keeps the optimizer state on the CPU
+    (and, at stage 3, the parameters too, as DeepSpeed-Chat's --offload does), which is what
+    `optimizer` then builds CPU Adam for: the two always agree."""
+    if spec.offload and spec.zero_stage == 0:
+        raise ValueError(OFFLOAD_NEEDS_ZERO)
     zero = {"stage": spec.zero_stage, "overlap_comm": torch.cuda.is_available()}
-    if spec.offload and spec.zero_stage >= 2:
+    if spec.offload:
         zero["offload_optimizer"] = {"device": "cpu"}
     if spec.zero_stage == 3:
         zero.update(stage3_param_persistence_threshold=1e4, stage3_max_live_parameters=3e7, stage3_prefetch_bucket_size=3e7)
-    if spec.offload_params:
+    if spec.offload_params or (spec.offload and spec.zero_stage == 3):
         zero["offload_param"] = {"device": "cpu"}
     config = {
         "train_micro_batch_size_per_gpu": spec.micro_batch,
@@ -90,19 +115,24 @@ def ds_config(spec: EngineSpec, world: int) -> dict:
     return config
 
 
+def adam_class(spec: EngineSpec) -> type[torch.optim.Optimizer]:
+    """DeepSpeed's CPU Adam where ZeRO keeps the optimizer state on the CPU (`ds_config` with offload),
+    else torch's AdamW, which works on CPU and GPU alike and needs no JIT-compiled op."""
+    if spec.offload:
+        from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+        return DeepSpeedCPUAdam
+    return torch.optim.AdamW
+
+
 def optimizer(model: torch.nn.Module, spec: EngineSpec, optim: OptimSpec) -> torch.optim.Optimizer:
-    """AdamW, no weight decay on biases and norms (DeepSpeed-Chat's groups). A torch optimizer works on
-    CPU and GPU alike and needs no JIT-compiled op; with --offload DeepSpeed's CPU Adam is used."""
+    """AdamW, no weight decay on biases and norms (DeepSpeed-Chat's groups)."""
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     groups = [
         {"params": [p for n, p in named if not any(k in n for k in NO_DECAY)], "weight_decay": optim.weight_decay},
         {"params": [p for n, p in named if any(k in n for k in NO_DECAY)], "weight_decay": 0.0},
     ]
-    if spec.offload:
-        from deepspeed.ops.adam import DeepSpeedCPUAdam
-
-        return DeepSpeedCPUAdam(groups, lr=optim.learning_rate, betas=(0.9, 0.95))
-    return torch.optim.AdamW(groups, lr=optim.learning_rate, betas=(0.9, 0.95))
+    return adam_class(spec)(groups, lr=optim.learning_rate, betas=(0.9, 0.95))
 
 
 def scheduler(opt: torch.optim.Optimizer, optim: OptimSpec) -> torch.optim.lr_scheduler.LambdaLR:
@@ -137,12 +167,31 @@ def frozen_engine(model: torch.nn.Module, spec: EngineSpec, world: int):
     return engine
 
 
-def loader(dataset, collate, batch_size: int, rank: int, world: int, seed: int, shuffle: bool):
-    """Each rank reads its own part; call `loader.sampler.set_epoch(epoch)` every epoch."""
-    from torch.utils.data import DataLoader, DistributedSampler
+class ResumableSampler(DistributedSampler):
+    """torch's DistributedSampler, able to start an epoch part-way through: `skip` indices of the
+    current epoch were consumed before a resume (set it back to 0 for the next epoch)."""
 
-    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=shuffle, seed=seed, drop_last=shuffle)
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate)
+    skip = 0
+
+    def __iter__(self):
+        return itertools.islice(super().__iter__(), self.skip, None)
+
+    def __len__(self) -> int:
+        return super().__len__() - self.skip
+
+
+def loader(dataset, collate, batch_size: int, rank: int, world: int, seed: int, shuffle: bool, drop_last: bool = False):
+    """Each rank reads its own part; call `loader.sampler.set_epoch(epoch)` every epoch. `drop_last`
+    leaves out a last batch shorter than `batch_size`."""
+    sampler = ResumableSampler(dataset, num_replicas=world, rank=rank, shuffle=shuffle, seed=seed, drop_last=shuffle)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate, drop_last=drop_last)
+
+
+def model_identity(model_name_or_path: str | None, model_config: Path | None) -> str:
+    """What a checkpoint records about the model a run started from: its name, or its config's sha256."""
+    if model_config is not None:
+        return "config sha256 " + hashlib.sha256(Path(model_config).read_bytes()).hexdigest()
+    return str(model_name_or_path)
 
 
 def check_tokenizer(shards: Path, info: TokenizerInfo, model_name_or_path: str | None, model_config) -> None:
@@ -193,13 +242,20 @@ class StepWindow:
 
 
 class Metrics:
-    """One JSON line per step in OUTPUT_DIR/metrics.jsonl, and a PNG of the loss curve at the end."""
+    """One JSON line per step in OUTPUT_DIR/metrics.jsonl, and a PNG of the loss curve at the end.
+    `keep` (a resumed run): the file's first `keep` lines are the run so far; later ones are dropped."""
 
-    def __init__(self, path: Path, enabled: bool):
+    def __init__(self, path: Path, enabled: bool, keep: int = 0):
         self.path, self.enabled, self.rows = path, enabled, []
         if enabled:
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text("")
+            lines = path.read_text().splitlines()[:keep] if keep else []
+            self.rows = [json.loads(line) for line in lines]
+            path.write_text("".join(line + "\n" for line in lines))
+
+    @property
+    def lines(self) -> int:
+        return len(self.rows)
 
     def log(self, **values) -> None:
         if not self.enabled:

@@ -16,15 +16,17 @@ from dataprep.format import TOKEN_COLUMNS, Part, list_views, numpy_view, open_sh
 
 
 class ShardDataset:
-    """One phase and side of a finished `dataprep prepare` output. Opening it runs the cheap checks on
-    every shard (listed in the manifest, size, schema, metadata, rows, offsets) and refuses an
-    unfinished build, a missing or extra shard, or a damaged one, with a DataprepError naming it."""
+    """One phase and side of a finished `dataprep prepare` output. Opening it checks every shard
+    against the manifest (listed, size, sha256, schema, metadata, rows, offsets) and refuses an
+    unfinished build, an edited manifest, a missing or extra shard, or a changed one, with a
+    DataprepError naming it. `verify=False` skips the sha256 (the structural checks stay)."""
 
-    def __init__(self, out_dir: Path | str, phase: Part, side: str = "train"):
-        shards = open_shards(out_dir, phase, side)
+    def __init__(self, out_dir: Path | str, phase: Part, side: str = "train", verify: bool = True):
+        shards = open_shards(out_dir, phase, side, hashed=verify)
         self.phase, self.side, self.paths = phase, side, shards.paths
         self.max_seq_len, self.max_prompt_len = shards.manifest.max_seq_len, shards.manifest.max_prompt_len
         self.tokenizer = shards.manifest.tokenizer
+        self.cache_key = shards.manifest.data["cache_key"]  # what the shards were built from: a resumed run must match it
         values: dict[str, list[np.ndarray]] = {c: [] for c in TOKEN_COLUMNS[phase]}
         offsets: dict[str, list[np.ndarray]] = {c: [] for c in TOKEN_COLUMNS[phase]}
         scalars: dict[str, list[np.ndarray]] = {}

@@ -1,0 +1,102 @@
+"""Resumable checkpoints (--save_steps, --resume_from): long GPU runs die, and a resumed run must go on
+exactly where the dead one stopped.
+
+Every --save_steps optimizer steps (phase 3: prompt batches, at the end of a round) each DeepSpeed
+engine writes its checkpoint (weights, optimizer, schedule) to OUTPUT_DIR/checkpoints/step-NNNNNNNN/,
+every rank writes its RNG states beside it, and rank 0 seals it last with `complete.json`: the loop's
+position (step, epoch, micro-batches into the epoch, whatever the phase adds), how many lines of
+metrics.jsonl belong to it, and the run's identity (phase, model, tokenizer, shards, world size). A
+directory without that file is an unfinished save and is never resumed from. The newest --keep
+complete checkpoints are kept.
+
+A run resumes from --resume_from, or else from the newest complete checkpoint in its --output_dir;
+one of another model, tokenizer, shard set or world size is refused with one line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+from pathlib import Path
+
+import numpy as np
+import torch
+
+CHECKPOINTS = "checkpoints"
+COMPLETE = "complete.json"
+
+
+def newest(output_dir: Path) -> Path | None:
+    """The newest complete checkpoint under OUTPUT_DIR/checkpoints, or None."""
+    found = sorted(p for p in (output_dir / CHECKPOINTS).glob("step-*") if (p / COMPLETE).is_file())
+    return found[-1] if found else None
+
+
+def save(output_dir: Path, step: int, engines: dict, position: dict, identity: dict, metrics_lines: int, rank: int,
+         generators: dict[str, torch.Generator] | None = None, states: dict[str, object] | None = None, keep: int = 2) -> Path:
+    """Write one checkpoint (every rank must call it); returns its directory. `states`: this rank's
+    own objects to keep (a rank that holds nobody else's state passes none, and reads rank 0's)."""
+    tag_dir = output_dir / CHECKPOINTS / f"step-{step:08d}"
+    for name, engine in engines.items():
+        engine.save_checkpoint(str(tag_dir), tag=name, save_latest=False)
+    for name, value in {"rng": _rng_states(generators or {}), **(states or {})}.items():
+        torch.save(value, tag_dir / f"{name}-rank{rank}.pt")
+    torch.distributed.barrier()
+    if rank == 0:
+        tmp = tag_dir / f".{COMPLETE}.tmp"
+        tmp.write_text(json.dumps({"step": step, "position": position, "identity": identity, "metrics_lines": metrics_lines}, indent=2))
+        os.replace(tmp, tag_dir / COMPLETE)
+        complete = sorted(p for p in (output_dir / CHECKPOINTS).glob("step-*") if (p / COMPLETE).is_file())
+        for old in complete[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    torch.distributed.barrier()
+    return tag_dir
+
+
+def load(tag_dir: Path, engines: dict, identity: dict, rank: int, generators: dict[str, torch.Generator] | None = None) -> dict:
+    """Restore a checkpoint into the engines and this rank's RNGs; returns what `save` recorded."""
+    sealed = tag_dir / COMPLETE
+    if not sealed.is_file():
+        raise SystemExit(f"trainer: {tag_dir} is not a complete checkpoint (no {COMPLETE}: its save was interrupted); resume from an older one")
+    record = json.loads(sealed.read_text())
+    differ = {k: (record["identity"].get(k), v) for k, v in identity.items() if record["identity"].get(k) != v}
+    if differ:
+        what = "; ".join(f"{k}: checkpoint {old!r}, this run {new!r}" for k, (old, new) in differ.items())
+        raise SystemExit(f"trainer: {tag_dir} belongs to another run ({what}); resume with the same model, shards and ranks, "
+                         "or start afresh in another --output_dir")
+    for name, engine in engines.items():
+        path, _ = engine.load_checkpoint(str(tag_dir), tag=name, load_module_strict=True)
+        if path is None:
+            raise SystemExit(f"trainer: {tag_dir / name}: DeepSpeed found no checkpoint to load")
+    _set_rng_states(read_state(tag_dir, "rng", rank), generators or {})
+    return record
+
+
+def read_state(tag_dir: Path, name: str, rank: int):
+    """What `save` kept under `name` for this rank, or rank 0's when this rank kept none."""
+    own = tag_dir / f"{name}-rank{rank}.pt"
+    return torch.load(own if own.is_file() else tag_dir / f"{name}-rank0.pt", weights_only=False)
+
+
+def kill_point(step: int) -> None:
+    """For the resume tests: TRAINER_KILL_AT_STEP=N kills the process with SIGKILL once step N is done."""
+    if os.environ.get("TRAINER_KILL_AT_STEP") == str(step):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _rng_states(generators: dict[str, torch.Generator]) -> dict:
+    return {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "python": random.getstate(), "numpy": np.random.get_state(), "generators": {k: g.get_state() for k, g in generators.items()}}
+
+
+def _set_rng_states(states: dict, generators: dict[str, torch.Generator]) -> None:
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    for name, generator in generators.items():
+        generator.set_state(states["generators"][name])
