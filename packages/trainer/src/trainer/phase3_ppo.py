@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import copy
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -54,6 +56,9 @@ class PPOFlags(F.RunFlags):
     temperature: float = F.flag(1.0, "sampling temperature (1.0: the policy itself; 0: greedy decoding, as DeepSpeed-Chat's "
                                       "generate does); the PPO ratio uses the log-probs of the distribution that sampled")
     top_p: float = F.flag(1.0, "nucleus sampling: only 1.0, see docs/ppo.md")
+    generate_partitioned: bool = F.flag(False, "ZeRO-3: generate with the actor partitioned, gathering its layers again for every "
+                                               "new token (slow; for an actor too large to hold whole on one device). Default: its "
+                                               "parameters are gathered once per generation batch")
     actor_learning_rate: float = F.flag(9.65e-6, "the actor's peak learning rate")
     critic_learning_rate: float = F.flag(5e-6, "the critic's peak learning rate")
     actor_weight_decay: float = F.flag(0.0, "the actor's AdamW weight decay")
@@ -122,6 +127,20 @@ def action_values(critic, seq: torch.Tensor, attention_mask: torch.Tensor, posit
     return critic(seq, attention_mask, position_ids)[:, start:-1].float()
 
 
+@contextmanager
+def generation_model(actor, flags: PPOFlags) -> Iterator[torch.nn.Module]:
+    """The actor's module to generate with. Under ZeRO-3 its parameters are gathered once for the whole
+    generation batch (DeepSpeed's unwrap_model_for_generation, as TRL and OpenRLHF do), not layer by
+    layer for every new token, unless --generate_partitioned."""
+    if flags.actor_zero_stage != 3 or flags.generate_partitioned:
+        yield actor.module
+        return
+    from deepspeed.runtime.zero.stage3 import unwrap_model_for_generation
+
+    with unwrap_model_for_generation(actor):
+        yield actor.module
+
+
 @torch.no_grad()
 def make_experience(batch: dict, actor, ref, critic, reward, flags: PPOFlags, tokenizer: TokenizerInfo) -> tuple[Experience, int]:
     """Rollouts for one prompt batch, scored with every model in eval mode; also returns how many
@@ -129,10 +148,12 @@ def make_experience(batch: dict, actor, ref, critic, reward, flags: PPOFlags, to
     actor.eval(), critic.eval()
     prompt, prompt_mask = batch["prompt"], batch["prompt_att_mask"]
     sampling = {"do_sample": True, "temperature": flags.temperature, "top_p": 1.0, "top_k": 0} if flags.temperature > 0 else {"do_sample": False}
-    seq = actor.module.generate(
-        prompt, attention_mask=prompt_mask, max_new_tokens=flags.max_answer_seq_len, eos_token_id=tokenizer.eos_id,
-        pad_token_id=tokenizer.pad_or_eos, synced_gpus=flags.actor_zero_stage == 3, **sampling,
-    )
+    lockstep = flags.actor_zero_stage == 3 and flags.generate_partitioned  # every rank must then decode in step
+    with generation_model(actor, flags) as model:
+        seq = model.generate(
+            prompt, attention_mask=prompt_mask, max_new_tokens=flags.max_answer_seq_len, eos_token_id=tokenizer.eos_id,
+            pad_token_id=tokenizer.pad_or_eos, synced_gpus=lockstep, **sampling,
+        )
     width = prompt.shape[1]
     mask = ppo.answer_mask(seq[:, width:], tokenizer.eos_id)
     short = mask.sum(dim=1) <= 1

@@ -184,7 +184,10 @@ def loader(dataset, collate, batch_size: int, rank: int, world: int, seed: int, 
     """Each rank reads its own part; call `loader.sampler.set_epoch(epoch)` every epoch. `drop_last`
     leaves out a last batch shorter than `batch_size`."""
     sampler = ResumableSampler(dataset, num_replicas=world, rank=rank, shuffle=shuffle, seed=seed, drop_last=shuffle)
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate, drop_last=drop_last)
+    # Its own generator: a DataLoader otherwise draws from the global RNG every time an epoch starts, and a
+    # resumed run, which starts its epoch at another moment, would then sample (and drop out) differently.
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate, drop_last=drop_last,
+                      generator=torch.Generator().manual_seed(seed))
 
 
 def model_identity(model_name_or_path: str | None, model_config: Path | None) -> str:

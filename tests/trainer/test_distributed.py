@@ -1,0 +1,112 @@
+"""Two gloo ranks on CPU: at ZeRO-2 and ZeRO-3 every phase gives the losses of one rank on the same
+global batch, phase 3 at ZeRO-3 (partitioned construction, EMA, generation, one-at-a-time saves)
+writes checkpoints that transformers loads, and bf16 trains."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from dataprep import PrepareOptions, prepare
+from tests.conftest import SAMPLE, SAMPLE_TOKENIZER
+from tests.trainer.conftest import TINY, train
+from tests.trainer.test_phase3_ppo import toy  # noqa: F401  (the toy world's fixture)
+
+
+@pytest.fixture(scope="module")
+def fixed_length_shards(tmp_path_factory):
+    """Every phase-1 row truncated to 32 tokens: equal token counts per rank, so a 2-rank mean of
+    per-rank losses equals the 1-rank mean over the same global batch."""
+    out = tmp_path_factory.mktemp("fixed")
+    prepare(PrepareOptions(data=[str(SAMPLE)], out=out, tokenizer=str(SAMPLE_TOKENIZER), split="4,4,2", max_seq_len=32, progress=False))
+    return out
+
+
+def losses(rows: list[dict], key: str = "loss") -> list[float]:
+    return [r[key] for r in rows if key in r]
+
+
+@pytest.fixture(scope="module")
+def one_rank(fixed_length_shards, tmp_path_factory) -> dict[str, list[dict]]:
+    """The 1-rank reference runs (ZeRO-0) of phases 1 and 2, global batch 16."""
+    root = tmp_path_factory.mktemp("one-rank")
+    common = ("--per_device_train_batch_size", "16", "--max_steps", "4", "--learning_rate", "1e-3", "--lr_scheduler_type", "constant",
+              "--eval_iters", "1")
+    return {phase: train(f"trainer.{phase}", fixed_length_shards, root / phase, *common) for phase in ("phase1_sft", "phase2_reward")}
+
+
+@pytest.mark.parametrize("stage", [2, 3])
+@pytest.mark.parametrize("phase", ["phase1_sft", "phase2_reward"])
+def test_two_ranks_match_one(phase, stage, fixed_length_shards, one_rank, tmp_path):
+    two = train(f"trainer.{phase}", fixed_length_shards, tmp_path / "two", "--per_device_train_batch_size", "8", "--max_steps", "4",
+                "--learning_rate", "1e-3", "--lr_scheduler_type", "constant", "--eval_iters", "1", "--zero_stage", str(stage), procs=2)
+    assert len(losses(two)) == 4
+    assert losses(two) == pytest.approx(losses(one_rank[phase]), rel=1e-4, abs=1e-5)
+
+
+@pytest.fixture(scope="module")
+def greedy_actor(toy, tmp_path_factory) -> Path:  # noqa: F811
+    """A tiny actor whose greedy answers vary with the prompt and hold no EOS in their first 4 tokens
+    (weights scaled up from a random init; checked below): the toy actor's greedy answers are all the
+    same word, which makes every advantage 0."""
+    from dataprep.format import Manifest
+    from trainer.checkpoint import save_tokenizer
+    from trainer.models import causal_lm
+
+    tokenizer = Manifest.read(toy["shards"]).tokenizer
+    torch.manual_seed(5)
+    actor = causal_lm(None, TINY, tokenizer)
+    with torch.no_grad():
+        for param in actor.parameters():
+            param.mul_(6.0)
+    out = tmp_path_factory.mktemp("greedy-actor")
+    actor.save_pretrained(out)
+    save_tokenizer(tokenizer, out)
+    return out
+
+
+def ppo_flags(toy: dict, actor: Path, generation: int, *extra: str) -> tuple[str, ...]:  # noqa: F811
+    """Greedy answers (--temperature 0) of the full 4 tokens: experience that does not depend on how
+    the prompts are split between ranks, and equal token counts per rank."""
+    return ("--actor_model_name_or_path", str(actor), "--critic_model_name_or_path", str(toy["reward"]), "--max_steps", "3",
+            "--per_device_generation_batch_size", str(generation), "--per_device_training_batch_size", str(generation),
+            "--max_answer_seq_len", "4", "--temperature", "0", "--num_warmup_steps", "0", "--lr_scheduler_type", "constant",
+            "--actor_learning_rate", "1e-3", "--critic_learning_rate", "1e-3", *extra)
+
+
+@pytest.mark.parametrize("stage", [2, 3])
+def test_phase3_two_ranks_match_one(stage, toy, greedy_actor, tmp_path):  # noqa: F811
+    one = train("trainer.phase3_ppo", toy["shards"], tmp_path / "one", *ppo_flags(toy, greedy_actor, 8), model_flags=False)
+    two = train("trainer.phase3_ppo", toy["shards"], tmp_path / "two", *ppo_flags(toy, greedy_actor, 4, "--actor_zero_stage", str(stage),
+                "--critic_zero_stage", str(stage)), procs=2, model_flags=False)
+    assert [r["answer_len"] for r in one] == [4.0] * 3  # no early EOS: every rank trains on as many tokens
+    assert len(set(losses(one, "reward"))) == 3 and all(abs(x) > 1e-3 for x in losses(one, "actor_loss") + losses(one, "critic_loss"))
+    for key in ("reward", "kl", "actor_loss", "critic_loss"):
+        assert losses(two, key) == pytest.approx(losses(one, key), rel=1e-4, abs=1e-5), key
+
+
+def test_phase3_at_zero3_writes_checkpoints_transformers_loads(toy, tmp_path):  # noqa: F811
+    from transformers import AutoModelForCausalLM
+
+    from trainer.reward import RewardModel
+
+    out = tmp_path / "z3"
+    rows = train("trainer.phase3_ppo", toy["shards"], out, *ppo_flags(toy, toy["actor"], 4, "--actor_zero_stage", "3", "--critic_zero_stage", "3",
+                 "--enable_ema", "--temperature", "1", "--unsup_shards", str(toy["shards"])), procs=2, model_flags=False)
+    assert len(rows) == 3 and all(math.isfinite(r["reward"]) and math.isfinite(r["ptx_loss"]) for r in rows)
+    actor, ema = AutoModelForCausalLM.from_pretrained(out / "actor"), AutoModelForCausalLM.from_pretrained(out / "actor_ema")
+    start = AutoModelForCausalLM.from_pretrained(toy["actor"])
+    moved = lambda model: max((a - b).abs().max().item() for a, b in zip(model.parameters(), start.parameters()))  # noqa: E731
+    assert 0 < moved(ema) < moved(actor)  # the EMA trails the actor (beta 0.992)
+    RewardModel.from_pretrained(out / "critic")
+
+
+@pytest.mark.parametrize("procs", [1, 2])
+def test_bf16_trains_on_cpu(fixed_length_shards, tmp_path, procs):
+    rows = train("trainer.phase1_sft", fixed_length_shards, tmp_path / "bf16", "--per_device_train_batch_size", "8", "--max_steps", "6",
+                 "--learning_rate", "3e-3", "--eval_iters", "1", "--zero_stage", "2", "--dtype", "bf16", procs=procs)
+    steps = losses(rows)
+    assert len(steps) == 6 and all(math.isfinite(x) for x in steps) and steps[-1] < steps[0]
