@@ -48,13 +48,14 @@ PHASE3_ARGS ?= --per_device_generation_batch_size 4 --per_device_training_batch_
 	--num_train_epochs 1 --num_warmup_steps 100 --actor_zero_stage 2 --critic_zero_stage 2 --enable_ema --actor_dropout 0.0 --critic_dropout 0.0 --dtype fp16
 endif
 
-.PHONY: prepare test inspect bench train-phase1 train-phase2 train-phase3 clean help
+.PHONY: prepare test inspect bench bench-trainer train-phase1 train-phase2 train-phase3 clean help
 
 help:
 	@echo "make prepare [DATA=hh|PATH] [SPLIT=2,4,4] [SEED=1234] [TOKENIZER=...] [DATA_DIR=...] [OUT=...]"
 	@echo "make test     install everything (torch first) and run the test-suite"
 	@echo "make inspect  describe the first phase-1 shard of OUT"
 	@echo "make bench    dataprep vs DeepSpeed-Chat-style, HF datasets and the tokenizer ceiling (needs ../shared)"
+	@echo "make bench-trainer   ZeRO-3 against ZeRO-0 memory and ZeRO-3 generation, 2 CPU ranks (needs ../shared)"
 	@echo "make train-phase1 / train-phase2   SFT / reward model on OUT's shards (GPU: OPT defaults; CPU: tiny model)"
 	@echo "make train-phase3 [UNSUP=PATH]    PPO from the phase 1 and 2 checkpoints (trains them first if missing)"
 
@@ -93,6 +94,9 @@ $(VENV)/.bench: $(VENV)/.test requirements/bench.txt
 
 bench: $(VENV)/.bench
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+bench-trainer: $(VENV)/.trainer
+	$(PY) bench/trainer.py
 
 train-phase1: $(VENV)/.trainer $(OUT)/manifest.json
 	$(LAUNCH) packages/trainer/src/trainer/phase1_sft.py --shards $(OUT) --output_dir $(CKPT)/phase1 $(PHASE1_ARGS)

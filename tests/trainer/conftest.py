@@ -44,3 +44,40 @@ def sample_shards(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("sample-shards")
     prepare(PrepareOptions(data=[str(SAMPLE)], out=out, tokenizer=str(SAMPLE_TOKENIZER), split="6,2,2", progress=False))
     return out
+
+
+@pytest.fixture(scope="session")
+def fixed_length_shards(tmp_path_factory) -> Path:
+    """Every phase-1 and phase-2 row truncated to 32 tokens: equal token counts per rank, so a 2-rank
+    mean of per-rank losses equals the 1-rank mean over the same global batch."""
+    out = tmp_path_factory.mktemp("fixed")
+    prepare(PrepareOptions(data=[str(SAMPLE)], out=out, tokenizer=str(SAMPLE_TOKENIZER), split="4,4,2", max_seq_len=32, progress=False))
+    return out
+
+
+@pytest.fixture(scope="session")
+def toy(tmp_path_factory) -> dict:
+    """Phase 3's toy world (toy.py): shards, an actor and a reward model with a known favourite word."""
+    from tests.trainer.toy import build
+
+    return build(tmp_path_factory.mktemp("toy"))
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(fixed_length_shards, tmp_path_factory) -> Path:
+    """A tiny GPT-2 saved with the sample's tokenizer: runs that must start from the same weights at every
+    ZeRO stage load it (a model built from a config under ZeRO-3 is initialised partition by partition,
+    so its random weights differ from a whole model's)."""
+    import torch
+
+    from dataprep.format import Manifest
+    from trainer.checkpoint import save_tokenizer
+    from trainer.models import causal_lm
+
+    tokenizer = Manifest.read(fixed_length_shards).tokenizer
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("tiny-checkpoint")
+    causal_lm(None, TINY, tokenizer).save_pretrained(out)
+    save_tokenizer(tokenizer, out)
+    return out
+

@@ -10,45 +10,37 @@ from pathlib import Path
 import pytest
 import torch
 
-from dataprep import PrepareOptions, prepare
-from tests.conftest import SAMPLE, SAMPLE_TOKENIZER
 from tests.trainer.conftest import TINY, train
-from tests.trainer.test_phase3_ppo import toy  # noqa: F401  (the toy world's fixture)
-
-
-@pytest.fixture(scope="module")
-def fixed_length_shards(tmp_path_factory):
-    """Every phase-1 row truncated to 32 tokens: equal token counts per rank, so a 2-rank mean of
-    per-rank losses equals the 1-rank mean over the same global batch."""
-    out = tmp_path_factory.mktemp("fixed")
-    prepare(PrepareOptions(data=[str(SAMPLE)], out=out, tokenizer=str(SAMPLE_TOKENIZER), split="4,4,2", max_seq_len=32, progress=False))
-    return out
 
 
 def losses(rows: list[dict], key: str = "loss") -> list[float]:
     return [r[key] for r in rows if key in r]
 
 
+def common(checkpoint: Path) -> tuple[str, ...]:
+    return ("--model_name_or_path", str(checkpoint), "--max_steps", "4", "--learning_rate", "1e-3", "--lr_scheduler_type", "constant",
+            "--eval_iters", "1")
+
+
 @pytest.fixture(scope="module")
-def one_rank(fixed_length_shards, tmp_path_factory) -> dict[str, list[dict]]:
-    """The 1-rank reference runs (ZeRO-0) of phases 1 and 2, global batch 16."""
+def one_rank(fixed_length_shards, tiny_checkpoint, tmp_path_factory) -> dict[str, list[dict]]:
+    """The 1-rank reference runs (ZeRO-0) of phases 1 and 2, global batch 16, from the same weights."""
     root = tmp_path_factory.mktemp("one-rank")
-    common = ("--per_device_train_batch_size", "16", "--max_steps", "4", "--learning_rate", "1e-3", "--lr_scheduler_type", "constant",
-              "--eval_iters", "1")
-    return {phase: train(f"trainer.{phase}", fixed_length_shards, root / phase, *common) for phase in ("phase1_sft", "phase2_reward")}
+    return {phase: train(f"trainer.{phase}", fixed_length_shards, root / phase, *common(tiny_checkpoint), "--per_device_train_batch_size",
+                         "16", model_flags=False) for phase in ("phase1_sft", "phase2_reward")}
 
 
 @pytest.mark.parametrize("stage", [2, 3])
 @pytest.mark.parametrize("phase", ["phase1_sft", "phase2_reward"])
-def test_two_ranks_match_one(phase, stage, fixed_length_shards, one_rank, tmp_path):
-    two = train(f"trainer.{phase}", fixed_length_shards, tmp_path / "two", "--per_device_train_batch_size", "8", "--max_steps", "4",
-                "--learning_rate", "1e-3", "--lr_scheduler_type", "constant", "--eval_iters", "1", "--zero_stage", str(stage), procs=2)
+def test_two_ranks_match_one(phase, stage, fixed_length_shards, tiny_checkpoint, one_rank, tmp_path):
+    two = train(f"trainer.{phase}", fixed_length_shards, tmp_path / "two", *common(tiny_checkpoint), "--per_device_train_batch_size", "8",
+                "--zero_stage", str(stage), procs=2, model_flags=False)
     assert len(losses(two)) == 4
     assert losses(two) == pytest.approx(losses(one_rank[phase]), rel=1e-4, abs=1e-5)
 
 
 @pytest.fixture(scope="module")
-def greedy_actor(toy, tmp_path_factory) -> Path:  # noqa: F811
+def greedy_actor(toy, tmp_path_factory) -> Path:
     """A tiny actor whose greedy answers vary with the prompt and hold no EOS in their first 4 tokens
     (weights scaled up from a random init; checked below): the toy actor's greedy answers are all the
     same word, which makes every advantage 0."""
@@ -68,7 +60,7 @@ def greedy_actor(toy, tmp_path_factory) -> Path:  # noqa: F811
     return out
 
 
-def ppo_flags(toy: dict, actor: Path, generation: int, *extra: str) -> tuple[str, ...]:  # noqa: F811
+def ppo_flags(toy: dict, actor: Path, generation: int, *extra: str) -> tuple[str, ...]:
     """Greedy answers (--temperature 0) of the full 4 tokens: experience that does not depend on how
     the prompts are split between ranks, and equal token counts per rank."""
     return ("--actor_model_name_or_path", str(actor), "--critic_model_name_or_path", str(toy["reward"]), "--max_steps", "3",
@@ -78,7 +70,7 @@ def ppo_flags(toy: dict, actor: Path, generation: int, *extra: str) -> tuple[str
 
 
 @pytest.mark.parametrize("stage", [2, 3])
-def test_phase3_two_ranks_match_one(stage, toy, greedy_actor, tmp_path):  # noqa: F811
+def test_phase3_two_ranks_match_one(stage, toy, greedy_actor, tmp_path):
     one = train("trainer.phase3_ppo", toy["shards"], tmp_path / "one", *ppo_flags(toy, greedy_actor, 8), model_flags=False)
     two = train("trainer.phase3_ppo", toy["shards"], tmp_path / "two", *ppo_flags(toy, greedy_actor, 4, "--actor_zero_stage", str(stage),
                 "--critic_zero_stage", str(stage)), procs=2, model_flags=False)
@@ -88,7 +80,7 @@ def test_phase3_two_ranks_match_one(stage, toy, greedy_actor, tmp_path):  # noqa
         assert losses(two, key) == pytest.approx(losses(one, key), rel=1e-4, abs=1e-5), key
 
 
-def test_phase3_at_zero3_writes_checkpoints_transformers_loads(toy, tmp_path):  # noqa: F811
+def test_phase3_at_zero3_writes_checkpoints_transformers_loads(toy, tmp_path):
     from transformers import AutoModelForCausalLM
 
     from trainer.reward import RewardModel
@@ -104,9 +96,10 @@ def test_phase3_at_zero3_writes_checkpoints_transformers_loads(toy, tmp_path):  
     RewardModel.from_pretrained(out / "critic")
 
 
-@pytest.mark.parametrize("procs", [1, 2])
-def test_bf16_trains_on_cpu(fixed_length_shards, tmp_path, procs):
-    rows = train("trainer.phase1_sft", fixed_length_shards, tmp_path / "bf16", "--per_device_train_batch_size", "8", "--max_steps", "6",
-                 "--learning_rate", "3e-3", "--eval_iters", "1", "--zero_stage", "2", "--dtype", "bf16", procs=procs)
+@pytest.mark.parametrize("phase, stage, procs", [("phase1_sft", 2, 1), ("phase1_sft", 2, 2), ("phase2_reward", 3, 2)])
+def test_bf16_trains_on_cpu(fixed_length_shards, tmp_path, phase, stage, procs):
+    """DeepSpeed runs bf16 on the CPU; at ZeRO-3 the reward model's head must share the backbone's dtype."""
+    rows = train(f"trainer.{phase}", fixed_length_shards, tmp_path / "bf16", "--per_device_train_batch_size", "8", "--max_steps", "6",
+                 "--learning_rate", "3e-3", "--eval_iters", "1", "--zero_stage", str(stage), "--dtype", "bf16", procs=procs)
     steps = losses(rows)
     assert len(steps) == 6 and all(math.isfinite(x) for x in steps) and steps[-1] < steps[0]

@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 
-import pytest
 import torch
 
 from dataprep import PrepareOptions, prepare
@@ -33,21 +32,13 @@ def test_sft_loss_falls_and_checkpoint_loads(sample_shards, tmp_path):
     assert tok.eos_token == "<|endoftext|>" and model.config.eos_token_id == tok.eos_token_id
 
 
-@pytest.fixture(scope="module")
-def fixed_length_shards(tmp_path_factory):
-    """Every phase-1 row truncated to 32 tokens: equal token counts per rank, so a 2-process mean of
-    per-rank losses equals the 1-process mean over the same global batch."""
-    out = tmp_path_factory.mktemp("fixed")
-    prepare(PrepareOptions(data=[str(SAMPLE)], out=out, tokenizer=str(SAMPLE_TOKENIZER), split="6,2,2", max_seq_len=32, progress=False))
-    return out
-
-
-def test_zero3_checkpoint_gives_the_same_logits(fixed_length_shards, tmp_path):
+def test_zero3_checkpoint_gives_the_same_logits(fixed_length_shards, tiny_checkpoint, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    common = ("--per_device_train_batch_size", "8", "--max_steps", "3", "--learning_rate", "1e-3", "--lr_scheduler_type", "constant")
-    train("trainer.phase1_sft", fixed_length_shards, tmp_path / "z0", *common, "--zero_stage", "0")
-    train("trainer.phase1_sft", fixed_length_shards, tmp_path / "z3", *common, "--zero_stage", "3")
+    common = ("--model_name_or_path", str(tiny_checkpoint), "--per_device_train_batch_size", "8", "--max_steps", "3",
+              "--learning_rate", "1e-3", "--lr_scheduler_type", "constant")
+    train("trainer.phase1_sft", fixed_length_shards, tmp_path / "z0", *common, "--zero_stage", "0", model_flags=False)
+    train("trainer.phase1_sft", fixed_length_shards, tmp_path / "z3", *common, "--zero_stage", "3", model_flags=False)
     ids = torch.randint(0, 1000, (2, 16))
     with torch.no_grad():
         z0 = AutoModelForCausalLM.from_pretrained(tmp_path / "z0")(ids).logits

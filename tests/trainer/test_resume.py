@@ -14,7 +14,6 @@ import pytest
 import torch
 
 from tests.trainer.conftest import TINY, train
-from tests.trainer.test_phase3_ppo import toy  # noqa: F401  (the toy world's fixture)
 
 
 def run(module: str, shards: Path, out: Path, *flags: str, kill_at: int | None = None, model_flags: bool = True) -> subprocess.CompletedProcess:
@@ -35,7 +34,8 @@ def weights(path: Path) -> dict[str, torch.Tensor]:
 
 def metrics(out: Path) -> list[dict]:
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    timing = {"time", "tokens_per_s", "samples_per_s", "step_time_s", "data_wait_s", "data_wait_frac", "generation_s", "training_s"}
+    timing = {"time", "tokens_per_s", "samples_per_s", "step_time_s", "data_wait_s", "data_wait_frac", "generation_s", "generate_s", "training_s",
+              "host_peak_mb", "gpu_peak_mb"}
     return [{k: v for k, v in r.items() if k not in timing} for r in rows]
 
 
@@ -73,7 +73,7 @@ def test_a_checkpoint_of_another_run_is_refused(sample_shards, tmp_path):
     assert "Traceback" not in refused.stderr
 
 
-def test_phase3_killed_and_resumed_ends_like_the_uninterrupted_run(toy, tmp_path):  # noqa: F811
+def test_phase3_killed_and_resumed_ends_like_the_uninterrupted_run(toy, tmp_path):
     flags = ("--actor_model_name_or_path", str(toy["actor"]), "--critic_model_name_or_path", str(toy["reward"]),
              "--unsup_shards", str(toy["shards"]), "--enable_ema", "--max_steps", "8", "--save_steps", "2", "--generation_batches", "2",
              "--ppo_epochs", "2", "--per_device_generation_batch_size", "8", "--per_device_training_batch_size", "4",

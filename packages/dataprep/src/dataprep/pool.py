@@ -51,6 +51,7 @@ class Pool:
     file_sides: list[str]  # per input file: the side its name or split gives
     keys: np.ndarray  # uint64 group key per row (group_keys)
     parsed: np.ndarray  # bool per row: kept while parsing
+    batch_starts: np.ndarray  # first row of each record batch of the file, then the row count
 
     @property
     def size(self) -> int:
@@ -68,7 +69,7 @@ class Pool:
 
     def take(self, index: np.ndarray) -> pa.Table:
         """Copies of the rows at `index`, in that order."""
-        return shards.take_rows(self.path, shards.batch_starts(self.size, POOL_BATCH_ROWS), index, POOL_SCHEMA)
+        return shards.take_rows(self.path, self.batch_starts, index, POOL_SCHEMA)
 
     def annotated(self, side_of: np.ndarray, phase_of: np.ndarray, chunk: int = 1024):
         """(kept rows, rows dropped while parsing), batch by batch in file order, each row with the side
@@ -100,7 +101,9 @@ def normalize(dataset: Dataset, staging: Path, options: AdapterOptions, progress
             bar.update(n)
         files.append(FileCounts(rows, dict(sorted(dropped.items())), adapter))
     bar.close()
-    return Pool(dataset.name, writer.close(), files, [f.side for f in dataset.files], _joined(keys, np.uint64), _joined(parsed, bool))
+    keys_, parsed_ = _joined(keys, np.uint64), _joined(parsed, bool)
+    return Pool(dataset.name, writer.close(), files, [f.side for f in dataset.files], keys_, parsed_,
+                shards.batch_starts(len(keys_), POOL_BATCH_ROWS))
 
 
 def group_keys(rows: pa.Table, source: str, first_row: int) -> np.ndarray:

@@ -11,9 +11,14 @@ from dataprep.format import TokenizerInfo
 
 
 def save_model(model: torch.nn.Module, out: Path, rank: int, zero_stage: int) -> None:
-    """`model.save_pretrained(out)` on rank 0. Under ZeRO-3 each rank holds a slice of every parameter:
-    every rank must enter, and the full tensors reach rank 0 one parameter at a time."""
+    """`model.save_pretrained(out)` on rank 0, for a module or a DeepSpeed engine's. Under ZeRO-3 each
+    rank holds a slice of every parameter: every rank must enter, and the full tensors reach rank 0 one
+    parameter at a time."""
     out.mkdir(parents=True, exist_ok=True)
+    if hasattr(model, "empty_partition_cache"):  # an engine: no parameter may still be in flight from a prefetch
+        if zero_stage == 3:
+            model.empty_partition_cache()
+        model = model.module
     if zero_stage == 3:
         state = gathered_state_dict(model, rank)
         if rank == 0:

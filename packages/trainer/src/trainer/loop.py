@@ -20,6 +20,7 @@ from dataprep.format import TokenizerInfo
 from trainer import resume, runtime
 from trainer.checkpoint import save_model, save_tokenizer
 from trainer.flags import TrainFlags
+from trainer.models import partitioned
 from trainer.shard_dataset import ShardDataset
 
 
@@ -50,7 +51,9 @@ def run(flags: TrainFlags, recipe: Recipe) -> None:
     rank, world, device = runtime.init_distributed()
     torch.manual_seed(flags.seed)
     train, evals = ShardDataset(flags.shards, recipe.phase, "train"), ShardDataset(flags.shards, recipe.phase, "eval")
-    model = recipe.model(flags, train.tokenizer)
+    spec = runtime.EngineSpec(flags.per_device_train_batch_size, flags.gradient_accumulation_steps, flags.zero_stage, flags.dtype, flags.offload)
+    with partitioned(runtime.ds_config(spec, world)):  # ZeRO-3: no rank ever holds the whole model
+        model = recipe.model(flags, train.tokenizer)
     runtime.check_tokenizer(flags.shards, train.tokenizer, flags.model_name_or_path, model.config)
     if flags.gradient_checkpointing:
         model.gradient_checkpointing_enable()
@@ -59,7 +62,6 @@ def run(flags: TrainFlags, recipe: Recipe) -> None:
     train_loader = runtime.loader(train, collate, flags.per_device_train_batch_size, rank, world, flags.seed, shuffle=True)
     eval_loader = runtime.loader(evals, collate, flags.per_device_eval_batch_size, rank, world, flags.seed, shuffle=False)
     total_steps = flags.max_steps or max(1, len(train_loader) // flags.gradient_accumulation_steps) * flags.num_train_epochs
-    spec = runtime.EngineSpec(flags.per_device_train_batch_size, flags.gradient_accumulation_steps, flags.zero_stage, flags.dtype, flags.offload)
     optim = runtime.OptimSpec(flags.learning_rate, flags.weight_decay, flags.lr_scheduler_type, flags.num_warmup_steps, total_steps)
     engine = runtime.trained_engine(model, spec, optim, world)
     identity = {"phase": recipe.phase, "model": runtime.model_identity(flags.model_name_or_path, flags.model_config),
@@ -114,7 +116,7 @@ def run(flags: TrainFlags, recipe: Recipe) -> None:
         train_loader.sampler.skip = 0
 
     metrics.log(step=step, **evaluate())
-    save_model(engine.module, flags.output_dir, rank, flags.zero_stage)
+    save_model(engine, flags.output_dir, rank, flags.zero_stage)
     if rank == 0:
         save_tokenizer(train.tokenizer, flags.output_dir)
         metrics.plot(flags.output_dir / "loss.png", panels=recipe.panels)

@@ -142,18 +142,20 @@ def generation_model(actor, flags: PPOFlags) -> Iterator[torch.nn.Module]:
 
 
 @torch.no_grad()
-def make_experience(batch: dict, actor, ref, critic, reward, flags: PPOFlags, tokenizer: TokenizerInfo) -> tuple[Experience, int]:
+def make_experience(batch: dict, actor, ref, critic, reward, flags: PPOFlags, tokenizer: TokenizerInfo) -> tuple[Experience, int, float]:
     """Rollouts for one prompt batch, scored with every model in eval mode; also returns how many
-    answers were too short (at most one token) and are masked out."""
+    answers were too short (at most one token) and are masked out, and the seconds `generate` took."""
     actor.eval(), critic.eval()
     prompt, prompt_mask = batch["prompt"], batch["prompt_att_mask"]
     sampling = {"do_sample": True, "temperature": flags.temperature, "top_p": 1.0, "top_k": 0} if flags.temperature > 0 else {"do_sample": False}
     lockstep = flags.actor_zero_stage == 3 and flags.generate_partitioned  # every rank must then decode in step
+    started = time.perf_counter()
     with generation_model(actor, flags) as model:
         seq = model.generate(
             prompt, attention_mask=prompt_mask, max_new_tokens=flags.max_answer_seq_len, eos_token_id=tokenizer.eos_id,
             pad_token_id=tokenizer.pad_or_eos, synced_gpus=lockstep, **sampling,
         )
+    generate_s = time.perf_counter() - started
     width = prompt.shape[1]
     mask = ppo.answer_mask(seq[:, width:], tokenizer.eos_id)
     short = mask.sum(dim=1) <= 1
@@ -168,7 +170,8 @@ def make_experience(batch: dict, actor, ref, critic, reward, flags: PPOFlags, to
     rewards = ppo.shaped_rewards(logprobs, ref_logprobs, score, mask, flags.kl_ctl, flags.clip_reward_value)
     advantages, returns = ppo.gae(rewards, values, mask, flags.gamma, flags.lam)
     actor.train(), critic.train()
-    return Experience(seq, attention_mask, position_ids, start, mask, logprobs, ref_logprobs, values, score, advantages, returns), int(short.sum())
+    exp = Experience(seq, attention_mask, position_ids, start, mask, logprobs, ref_logprobs, values, score, advantages, returns)
+    return exp, int(short.sum()), generate_s
 
 
 def train_on(exp: Experience, unsup: dict | None, actor, critic, flags: PPOFlags, ema: EMA | None) -> dict:
@@ -248,14 +251,15 @@ class RoundLog:
         self.rollout = torch.zeros(5, dtype=torch.float64, device=device)  # answers kept, short, reward, kl, answer tokens
         self.loss_sums: dict[str, float] = {}
         self.micro = 0
-        self.generation_s = 0.0
+        self.generation_s = self.generate_s = 0.0
 
-    def experience(self, exp: Experience, short: int, seconds: float) -> None:
+    def experience(self, exp: Experience, short: int, seconds: float, generate_s: float) -> None:
         kept = exp.mask.sum(dim=1) > 0
         kl = ((exp.logprobs - exp.ref_logprobs) * exp.mask).sum(dim=1)
         self.rollout += torch.stack([kept.sum(), torch.tensor(short, device=self.device), exp.score[kept].sum(), kl[kept].sum(),
                                      exp.mask.sum()]).double()
         self.generation_s += seconds
+        self.generate_s += generate_s
 
     def losses(self, values: dict) -> None:
         for k, v in values.items():
@@ -272,7 +276,9 @@ class RoundLog:
         row = {"reward": reward / max(kept, 1), "kl": kl / max(kept, 1), "answer_len": tokens / max(kept, 1),
                "answers": int(kept), "dropped_short": int(short)}
         row.update({k: v / world for k, v in zip(names, totals[5:].tolist())})
-        return {**row, "generation_s": self.generation_s, "training_s": training_s}
+        # generation_s: making experience (sampling and scoring with the four models); generate_s: its sampling part.
+        return {**row, "generation_s": self.generation_s, "generate_s": self.generate_s, "training_s": training_s,
+                **runtime.peak_memory(self.device)}
 
 
 @runtime.one_line_errors
@@ -371,11 +377,11 @@ def main(argv: list[str] | None = None) -> None:
         prompt_loader.sampler.set_epoch(epoch)
         for batch in prompt_loader:
             started = time.perf_counter()
-            exp, short = make_experience({k: v.to(device) for k, v in batch.items()}, actor, ref, critic, reward, flags, tokenizer)
+            exp, short, generate_s = make_experience({k: v.to(device) for k, v in batch.items()}, actor, ref, critic, reward, flags, tokenizer)
             buffer.append(exp)
             if ptx:
                 unsup_buffer.append({k: v.to(device) for k, v in blocks.next().items()})
-            log.experience(exp, short, time.perf_counter() - started)
+            log.experience(exp, short, time.perf_counter() - started, generate_s)
             step, batches = step + 1, batches + 1
             if len(buffer) == flags.generation_batches:
                 started = time.perf_counter()
@@ -404,8 +410,8 @@ def main(argv: list[str] | None = None) -> None:
         epoch, batches = epoch + 1, 0
         prompt_loader.sampler.skip = 0
 
-    save_model(actor.module, flags.output_dir / "actor", rank, flags.actor_zero_stage)
-    save_model(critic.module, flags.output_dir / "critic", rank, flags.critic_zero_stage)
+    save_model(actor, flags.output_dir / "actor", rank, flags.actor_zero_stage)
+    save_model(critic, flags.output_dir / "critic", rank, flags.critic_zero_stage)
     if ema is not None:
         save_model(ema.model, flags.output_dir / "actor_ema", rank, zero_stage=3 if ema.partitioned else 0)
     if rank == 0:

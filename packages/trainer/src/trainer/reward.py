@@ -24,7 +24,8 @@ class RewardModel(nn.Module):
         self.backbone = backbone
         config = backbone.config
         width = getattr(config, "word_embed_proj_dim", None) or getattr(config, "hidden_size", None) or config.n_embd
-        self.v_head = nn.Linear(width, 1, bias=False)
+        # In the backbone's dtype: a backbone built under ZeRO-3 in bf16/fp16 already is, and ZeRO-3 wants one dtype.
+        self.v_head = nn.Linear(width, 1, bias=False, dtype=next(backbone.parameters()).dtype)
 
     @property
     def config(self):

@@ -10,6 +10,7 @@ import itertools
 import json
 import math
 import os
+import resource
 import socket
 import time
 from dataclasses import dataclass
@@ -95,6 +96,10 @@ def ds_config(spec: EngineSpec, world: int) -> dict:
     zero = {"stage": spec.zero_stage, "overlap_comm": torch.cuda.is_available()}
     if spec.offload:
         zero["offload_optimizer"] = {"device": "cpu"}
+    if spec.zero_stage > 0:
+        # DeepSpeed's default buckets (5e8 elements: 1 GB in fp16) are sized for the largest models;
+        # 1e7 (20 MB in fp16) still fills the links and leaves that memory to the model (docs/benchmarks.md).
+        zero.update(reduce_bucket_size=1e7, allgather_bucket_size=1e7)
     if spec.zero_stage == 3:
         zero.update(stage3_param_persistence_threshold=1e4, stage3_max_live_parameters=3e7, stage3_prefetch_bucket_size=3e7)
     if spec.offload_params or (spec.offload and spec.zero_stage == 3):
@@ -241,7 +246,18 @@ class StepWindow:
         loss = torch.tensor(self.loss, device=device)
         torch.distributed.all_reduce(loss)
         return {"loss": loss.item() / self.world, "tokens_per_s": self.tokens / elapsed, "samples_per_s": self.samples / elapsed,
-                "step_time_s": elapsed, "data_wait_s": self.wait, "data_wait_frac": self.wait / elapsed}
+                "step_time_s": elapsed, "data_wait_s": self.wait, "data_wait_frac": self.wait / elapsed, **peak_memory(device)}
+
+
+def peak_memory(device: torch.device) -> dict:
+    """The largest peak over all ranks so far: resident host memory, and on a GPU what torch allocated."""
+    peaks = [resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024]  # KiB on Linux
+    if device.type == "cuda":
+        peaks.append(torch.cuda.max_memory_allocated(device) / 2**20)
+    peaks = torch.tensor(peaks, dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(peaks, op=torch.distributed.ReduceOp.MAX)
+    names = ("host_peak_mb", "gpu_peak_mb")
+    return {name: round(value) for name, value in zip(names, peaks.tolist())}
 
 
 class Metrics:
