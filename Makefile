@@ -96,7 +96,7 @@ bench: $(VENV)/.bench
 	$(PY) bench/run.py $(BENCH_ARGS)
 
 bench-trainer: $(VENV)/.trainer
-	$(PY) bench/trainer.py
+	$(PY) bench/zero3.py
 
 train-phase1: $(VENV)/.trainer $(OUT)/manifest.json
 	$(LAUNCH) packages/trainer/src/trainer/phase1_sft.py --shards $(OUT) --output_dir $(CKPT)/phase1 $(PHASE1_ARGS)

@@ -86,8 +86,9 @@ def test_phase3_at_zero3_writes_checkpoints_transformers_loads(toy, tmp_path):
     from trainer.reward import RewardModel
 
     out = tmp_path / "z3"
+    # --generate_partitioned: generation with the ranks in lockstep (the default gathers the actor, as the test above runs)
     rows = train("trainer.phase3_ppo", toy["shards"], out, *ppo_flags(toy, toy["actor"], 4, "--actor_zero_stage", "3", "--critic_zero_stage", "3",
-                 "--enable_ema", "--temperature", "1", "--unsup_shards", str(toy["shards"])), procs=2, model_flags=False)
+                 "--enable_ema", "--temperature", "1", "--unsup_shards", str(toy["shards"]), "--generate_partitioned"), procs=2, model_flags=False)
     assert len(rows) == 3 and all(math.isfinite(r["reward"]) and math.isfinite(r["ptx_loss"]) for r in rows)
     actor, ema = AutoModelForCausalLM.from_pretrained(out / "actor"), AutoModelForCausalLM.from_pretrained(out / "actor_ema")
     start = AutoModelForCausalLM.from_pretrained(toy["actor"])

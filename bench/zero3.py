@@ -1,6 +1,6 @@
 """`make bench-trainer`: what ZeRO-3 buys the trainers, on 2 gloo ranks on the CPU, measured in one run.
 
-    python bench/trainer.py [--steps 3] [--answer 32]
+    python bench/zero3.py [--steps 3] [--answer 32]
 
 1. Memory. Phase 1 on GPT-2 124M built from configs/gpt2-124m.json with the GPT-2 tokenizer of
    ../shared/data, bf16, batch 4 of at most 128 tokens, 2 ranks, at ZeRO-0 and at ZeRO-3, with and
