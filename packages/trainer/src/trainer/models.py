@@ -63,7 +63,7 @@ def _build(auto_class: str, model_name_or_path: str | None, model_config: Path |
         _fit_config(config, tokenizer)
         return auto.from_config(config)
     model = auto.from_pretrained(model_name_or_path, config=load_config(model_name_or_path, dropout))
-    fit_embeddings(model, tokenizer)
+    _fit_embeddings(model, tokenizer)
     return model
 
 
@@ -75,6 +75,6 @@ def _fit_config(config, tokenizer: TokenizerInfo) -> None:
     config.pad_token_id = tokenizer.pad_or_eos
 
 
-def fit_embeddings(model, tokenizer: TokenizerInfo) -> None:
+def _fit_embeddings(model, tokenizer: TokenizerInfo) -> None:
     if model.get_input_embeddings().num_embeddings < tokenizer.vocab_size:
         model.resize_token_embeddings(8 * -(-tokenizer.vocab_size // 8))
