@@ -88,3 +88,13 @@ def test_a_shard_whose_bytes_changed_is_refused_before_training(tmp_path):
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("trainer: ") and shard.name in last and "bytes changed" in last and "Traceback" not in proc.stderr
     assert not (tmp_path / "sft" / "metrics.jsonl").exists()
+
+
+def test_a_bad_flag_or_model_path_is_one_line(sample_shards, tmp_path):
+    env = {**os.environ, "DS_ACCELERATOR": "cpu", "HF_HUB_OFFLINE": "1"}
+    base = [sys.executable, "-m", "trainer.phase1_sft", "--shards", str(sample_shards), "--output_dir", str(tmp_path)]
+    for extra, code, needle in ((["--model_config", str(TINY), "--zero_stage", "7"], 2, "--zero_stage"),
+                                (["--model_name_or_path", str(tmp_path / "no-such-model")], 1, "cannot load a model config")):
+        proc = subprocess.run(base + extra, capture_output=True, text=True, env=env)
+        lines = [line for line in proc.stderr.strip().splitlines() if not line.startswith("[")]  # DeepSpeed's own log lines
+        assert proc.returncode == code and len(lines) == 1 and needle in lines[0], proc.stderr[-1000:]

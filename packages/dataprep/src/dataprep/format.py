@@ -94,13 +94,14 @@ def schema(part: Part, ids: pa.DataType) -> pa.Schema:
 # -- the manifest, read side ---------------------------------------------------------------------
 
 
-def _sha256_json(value) -> str:
+def sha256_json(value) -> str:
+    """sha256 of a JSON value with sorted keys: the manifest's seal and the cache key."""
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
 
 
 def content_hash(data: dict) -> str:
     """The manifest's seal: a sha256 over everything but the seal itself and `run` (time, duration)."""
-    return _sha256_json({k: v for k, v in data.items() if k not in ("run", "content_sha256")})
+    return sha256_json({k: v for k, v in data.items() if k not in ("run", "content_sha256")})
 
 
 @dataclass(frozen=True)
@@ -238,8 +239,8 @@ def check_hash(path: Path, record: dict) -> None:
     one that leaves the file readable, is refused."""
     digest = file_sha256(path)
     if digest != record["sha256"]:
-        raise DataprepError(f"{path}: its bytes changed after prepare wrote it (sha256 {digest[:12]}... but {MANIFEST} says "
-                            f"{record['sha256'][:12]}...); rerun dataprep prepare")
+        raise DataprepError(f"{path}: sha256 {digest[:16]}... but {MANIFEST} says {record['sha256'][:16]}... (the bytes changed); "
+                            "rerun dataprep prepare")
 
 
 def file_sha256(path: Path) -> str:

@@ -4,8 +4,6 @@ from the command line travels in the one `Inputs` value this returns."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from fractions import Fraction
 from importlib import metadata as importlib_metadata
@@ -13,7 +11,7 @@ from pathlib import Path
 
 from dataprep import blend
 from dataprep.errors import DataprepError
-from dataprep.format import FORMAT_VERSION, PHASES, file_sha256
+from dataprep.format import FORMAT_VERSION, PHASES, file_sha256, sha256_json
 from dataprep.options import PrepareOptions
 from dataprep.sources import ADAPTER_VERSIONS, Dataset, local, resolve
 from dataprep.sources.options import AdapterOptions, from_prepare as adapter_options
@@ -168,7 +166,7 @@ def cache_key(inputs: list[Input], tokenizer: Tokenizer, options: dict) -> str:
         "libraries": libraries(),
         "options": options,
     }
-    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+    return sha256_json(material)
 
 
 def libraries() -> dict[str, str | None]:

@@ -32,7 +32,7 @@ from dataprep.format import UNSUP, part_dir, schema, token_type
 from dataprep.inputs import Input
 from dataprep.phases import length_stats
 from dataprep.tokenizer import Tokenizer
-from dataprep.write import shard_metadata
+from dataprep.write import metadata_for
 
 TEXT_COLUMN = "text"
 ENCODE_CHUNK = 2048
@@ -43,7 +43,7 @@ def build(inputs: list[Input], tokenizer: Tokenizer, block: int, staging: Path, 
     ids = token_type(tokenizer.vocab_size)
     directory = staging / part_dir(UNSUP)
     directory.mkdir()
-    meta = {**shard_metadata(tokenizer), "phase": UNSUP, "side": "train", "block": block}
+    meta = {**metadata_for(tokenizer), "phase": UNSUP, "side": "train", "block": block}
     writer = shards.ShardWriter(directory, "train", schema(UNSUP, ids), meta, shard_bytes)
     stream = _BlockStream(block, np.dtype(str(ids)))
     rows_in, kept, dropped = 0, 0, {}

@@ -31,7 +31,7 @@ TEXT_BATCH_ROWS = 1024  # rows per record batch of normalized/ and dropped/ (lar
 TAKE_CHUNK = 1024  # rows per read when blending and when writing left-out rows
 
 
-def shard_metadata(tokenizer: Tokenizer, **extra) -> dict:
+def metadata_for(tokenizer: Tokenizer, **extra) -> dict:
     """What every shard's schema metadata says about itself (format.METADATA_KEY)."""
     return {"format_version": FORMAT_VERSION, "tokenizer_fingerprint": tokenizer.fingerprint, "eos_id": tokenizer.eos_id,
             "bos_id": tokenizer.bos_id, "pad_id": tokenizer.pad_id, **extra}
@@ -94,7 +94,7 @@ def write_part(phase: int, side: str, members: list[Member], tokenizer: Tokenize
     """Tokenize every member's part of one phase and side, blend, and stream the rows into shards."""
     ids = token_type(tokenizer.vocab_size)
     part_schema = schema(phase, ids)
-    meta = shard_metadata(tokenizer, phase=phase, side=side, max_seq_len=opts.max_seq_len, max_prompt_len=opts.max_prompt_len)
+    meta = metadata_for(tokenizer, phase=phase, side=side, max_seq_len=opts.max_seq_len, max_prompt_len=opts.max_prompt_len)
     writer = shards.ShardWriter(staging / part_dir(phase), side, part_schema, meta, opts.shard_bytes)
     lengths: dict[str, list[np.ndarray]] = {c: [] for c in TOKEN_COLUMNS[phase]}
 

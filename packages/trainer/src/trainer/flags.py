@@ -73,9 +73,16 @@ class TrainFlags(RunFlags):
 F = TypeVar("F", bound=RunFlags)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (plus a pointer to --help), like every other error."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def parse(cls: type[F], description: str, argv: list[str] | None = None) -> F:
     """`cls` from the command line: one `--name` per field, typed, with its help and default."""
-    parser = argparse.ArgumentParser(description=description)
+    parser = _Parser(description=description)
     hints = typing.get_type_hints(cls)
     for f in fields(cls):
         kind, meta = hints[f.name], f.metadata

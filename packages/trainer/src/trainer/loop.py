@@ -66,8 +66,7 @@ def run(flags: TrainFlags, recipe: Recipe) -> None:
     engine = runtime.trained_engine(model, spec, optim, world)
     identity = {"phase": recipe.phase, "model": runtime.model_identity(flags.model_name_or_path, flags.model_config),
                 "tokenizer": train.tokenizer.fingerprint, "shards": train.cache_key, "world": world}
-    start = flags.resume_from or resume.newest(flags.output_dir)
-    record = resume.load(start, {"model": engine}, identity, rank) if start else None
+    record = resume.restore(flags.output_dir, flags.resume_from, {"model": engine}, identity, rank)
     metrics = runtime.Metrics(flags.output_dir / "metrics.jsonl", rank == 0, keep=record["metrics_lines"] if record else 0)
 
     def evaluate() -> dict:

@@ -46,7 +46,11 @@ def load_config(path: str | Path, dropout: float | None = None):
     DeepSpeed-Chat's --dropout / --actor_dropout / --critic_dropout do."""
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(str(path))
+    try:
+        config = AutoConfig.from_pretrained(str(path))
+    except (OSError, ValueError) as exc:  # no such directory or hub id (or offline), or not a model config
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise SystemExit(f"trainer: cannot load a model config from {path} ({first})") from None
     if dropout is not None:
         for name in DROPOUT_FIELDS:
             if hasattr(config, name):

@@ -360,11 +360,10 @@ def main(argv: list[str] | None = None) -> None:
     shuffler = torch.Generator().manual_seed(flags.seed + rank)  # the micro-batch order between PPO epochs
     identity = {"phase": 3, "actor": flags.actor_model_name_or_path, "critic": flags.critic_model_name_or_path,
                 "tokenizer": tokenizer.fingerprint, "shards": prompts.cache_key, "world": world, "ptx": ptx, "ema": flags.enable_ema}
-    start = flags.resume_from or resume.newest(flags.output_dir)
-    record = resume.load(start, {"actor": actor, "critic": critic}, identity, rank, {"shuffler": shuffler}) if start else None
+    record = resume.restore(flags.output_dir, flags.resume_from, {"actor": actor, "critic": critic}, identity, rank, {"shuffler": shuffler})
     position = record["position"] if record else {"step": 0, "epoch": 0, "batches": 0, "reward_ema": None, "blocks": None}
     if ema is not None and record:
-        ema.load(resume.read_state(start, "ema", rank))
+        ema.load(resume.read_state(record["dir"], "ema", rank))
     if blocks is not None and position["blocks"]:
         blocks.restore(position["blocks"])
     metrics = runtime.Metrics(flags.output_dir / "metrics.jsonl", rank == 0, keep=record["metrics_lines"] if record else 0)

@@ -56,8 +56,17 @@ def save(output_dir: Path, step: int, engines: dict, position: dict, identity: d
     return tag_dir
 
 
+def restore(output_dir: Path, resume_from: Path | None, engines: dict, identity: dict, rank: int,
+            generators: dict[str, torch.Generator] | None = None) -> dict | None:
+    """Restore `resume_from`, or else the newest complete checkpoint in OUTPUT_DIR; None when there is
+    none (a fresh start)."""
+    start = resume_from or newest(output_dir)
+    return load(start, engines, identity, rank, generators) if start else None
+
+
 def load(tag_dir: Path, engines: dict, identity: dict, rank: int, generators: dict[str, torch.Generator] | None = None) -> dict:
-    """Restore a checkpoint into the engines and this rank's RNGs; returns what `save` recorded."""
+    """Restore a checkpoint into the engines and this rank's RNGs; returns what `save` recorded, and
+    its directory under "dir"."""
     sealed = tag_dir / COMPLETE
     if not sealed.is_file():
         raise SystemExit(f"trainer: {tag_dir} is not a complete checkpoint (no {COMPLETE}: its save was interrupted); resume from an older one")
@@ -72,7 +81,7 @@ def load(tag_dir: Path, engines: dict, identity: dict, rank: int, generators: di
         if path is None:
             raise SystemExit(f"trainer: {tag_dir / name}: DeepSpeed found no checkpoint to load")
     _set_rng_states(read_state(tag_dir, "rng", rank), generators or {})
-    return record
+    return {**record, "dir": tag_dir}
 
 
 def read_state(tag_dir: Path, name: str, rank: int):
