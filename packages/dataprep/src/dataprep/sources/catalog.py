@@ -62,10 +62,11 @@ def resolve(spec: str, data_dir: Path | None = None, revision: str | None = None
                 return hub.from_dir(known, path, origin=str(path))
     if path.exists():
         return local.resolve(path)
+    if readers.is_supported(path) or os.sep in spec:  # a path: dataset names would be no help
+        raise DataprepError(f"--data {spec}: no such file or directory")
     close = difflib.get_close_matches(spec, list(names), n=3, cutoff=0.5)
     hint = f"did you mean {' or '.join(close)}? " if close else ""
-    kind = "no such file or directory" if readers.is_supported(path) or os.sep in spec else "not a registered dataset"
-    raise DataprepError(f"--data {spec}: {kind}; {hint}registered names: {', '.join(names)}")
+    raise DataprepError(f"--data {spec}: not a registered dataset; {hint}registered names: {', '.join(names)} (`dataprep datasets` describes them)")
 
 
 def listing() -> list[dict]:
