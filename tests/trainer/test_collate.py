@@ -26,10 +26,13 @@ def test_sft_fixed_width_and_prompt_mask():
 
 
 def test_pairs_are_chosen_then_rejected():
-    rows = [{"chosen_input_ids": np.array([1, 2, 3]), "rejected_input_ids": np.array([1, 4])},
-            {"chosen_input_ids": np.array([7]), "rejected_input_ids": np.array([7, 8, 9, 9])}]
+    rows = [{"chosen_input_ids": np.array([1, 2, 3]), "rejected_input_ids": np.array([1, 4]), "prompt_len": 1},
+            {"chosen_input_ids": np.array([7]), "rejected_input_ids": np.array([7, 8, 9, 9]), "prompt_len": 0}]
     batch = PairCollator(pad_id=0)(rows)
     assert batch["input_ids"].tolist() == [[1, 2, 3, 0], [7, 0, 0, 0], [1, 4, 0, 0], [7, 8, 9, 9]]
+    assert batch["prompt_len"].tolist() == [1, 0, 1, 0] and "ref_logps" not in batch
+    rows[0]["ref_logps"], rows[1]["ref_logps"] = np.array([-1.5, -2.5]), np.array([-3.0, -4.0])  # DPO's cached (chosen, rejected)
+    assert PairCollator(pad_id=0)(rows)["ref_logps"].tolist() == [-1.5, -3.0, -2.5, -4.0]
 
 
 def test_prompts_are_left_padded():

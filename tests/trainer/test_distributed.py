@@ -1,6 +1,6 @@
-"""Two gloo ranks on CPU: at ZeRO-2 and ZeRO-3 every phase gives the losses of one rank on the same
-global batch, phase 3 at ZeRO-3 (partitioned construction, EMA, generation, one-at-a-time saves)
-writes checkpoints that transformers loads, and bf16 trains."""
+"""Two gloo ranks on CPU: at ZeRO-2 and ZeRO-3 every phase (DPO and LoRA included) gives the losses
+of one rank on the same global batch, phase 3 at ZeRO-3 (partitioned construction, EMA, generation,
+one-at-a-time saves, LoRA merged) writes checkpoints that transformers loads, and bf16 trains."""
 
 from __future__ import annotations
 
@@ -22,21 +22,40 @@ def common(checkpoint: Path) -> tuple[str, ...]:
             "--eval_iters", "1")
 
 
+# What each run adds to `common`: the phases, DPO, and SFT with LoRA on every block.
+RUNS = {"phase1_sft": ("trainer.phase1_sft",), "phase2_reward": ("trainer.phase2_reward",), "phase2_dpo": ("trainer.phase2_dpo",),
+        "lora": ("trainer.phase1_sft", "--lora_dim", "4", "--lora_module_name", "transformer.h.")}
+
+
 @pytest.fixture(scope="module")
-def one_rank(fixed_length_shards, tiny_checkpoint, tmp_path_factory) -> dict[str, list[dict]]:
-    """The 1-rank reference runs (ZeRO-0) of phases 1 and 2, global batch 16, from the same weights."""
+def one_rank(fixed_length_shards, tiny_checkpoint, tmp_path_factory) -> dict[str, Path]:
+    """The 1-rank reference runs (ZeRO-0), global batch 16, from the same weights: their output directories."""
     root = tmp_path_factory.mktemp("one-rank")
-    return {phase: train(f"trainer.{phase}", fixed_length_shards, root / phase, *common(tiny_checkpoint), "--per_device_train_batch_size",
-                         "16", model_flags=False) for phase in ("phase1_sft", "phase2_reward")}
+    for run, (module, *extra) in RUNS.items():
+        train(module, fixed_length_shards, root / run, *common(tiny_checkpoint), *extra, "--per_device_train_batch_size", "16", model_flags=False)
+    return {run: root / run for run in RUNS}
+
+
+def metrics(out: Path) -> list[dict]:
+    import json
+
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
 @pytest.mark.parametrize("stage", [2, 3])
-@pytest.mark.parametrize("phase", ["phase1_sft", "phase2_reward"])
-def test_two_ranks_match_one(phase, stage, fixed_length_shards, tiny_checkpoint, one_rank, tmp_path):
-    two = train(f"trainer.{phase}", fixed_length_shards, tmp_path / "two", *common(tiny_checkpoint), "--per_device_train_batch_size", "8",
+@pytest.mark.parametrize("run", list(RUNS))
+def test_two_ranks_match_one(run, stage, fixed_length_shards, tiny_checkpoint, one_rank, tmp_path):
+    module, *extra = RUNS[run]
+    two = train(module, fixed_length_shards, tmp_path / "two", *common(tiny_checkpoint), *extra, "--per_device_train_batch_size", "8",
                 "--zero_stage", str(stage), procs=2, model_flags=False)
     assert len(losses(two)) == 4
-    assert losses(two) == pytest.approx(losses(one_rank[phase]), rel=1e-4, abs=1e-5)
+    assert losses(two) == pytest.approx(losses(metrics(one_rank[run])), rel=1e-4, abs=1e-5)
+    if run == "lora":  # merged on every rank's slices at ZeRO-3: the same plain checkpoint as one whole model gives
+        from safetensors.torch import load_file
+
+        mine, theirs = load_file(tmp_path / "two" / "model.safetensors"), load_file(one_rank[run] / "model.safetensors")
+        assert mine.keys() == theirs.keys() and not any("lora" in k for k in mine)
+        assert max((mine[k] - theirs[k]).abs().max().item() for k in mine) < 1e-4
 
 
 @pytest.fixture(scope="module")
@@ -80,15 +99,19 @@ def test_phase3_two_ranks_match_one(stage, toy, greedy_actor, tmp_path):
         assert losses(two, key) == pytest.approx(losses(one, key), rel=1e-4, abs=1e-5), key
 
 
-def test_phase3_at_zero3_writes_checkpoints_transformers_loads(toy, tmp_path):
+@pytest.mark.parametrize("lora", [False, True])
+def test_phase3_at_zero3_writes_checkpoints_transformers_loads(toy, tmp_path, lora):
     from transformers import AutoModelForCausalLM
 
     from trainer.reward import RewardModel
 
     out = tmp_path / "z3"
+    # LoRA on both models: the EMA's LoRA weights are partitioned after the EMA is built (lora.partitioned_like).
+    with_lora = ("--actor_lora_dim", "4", "--actor_lora_module_name", "h.", "--critic_lora_dim", "4", "--critic_lora_module_name", "h.") if lora else ()
     # --generate_partitioned: generation with the ranks in lockstep (the default gathers the actor, as the test above runs)
     rows = train("trainer.phase3_ppo", toy["shards"], out, *ppo_flags(toy, toy["actor"], 4, "--actor_zero_stage", "3", "--critic_zero_stage", "3",
-                 "--enable_ema", "--temperature", "1", "--unsup_shards", str(toy["shards"]), "--generate_partitioned"), procs=2, model_flags=False)
+                 "--enable_ema", "--temperature", "1", "--unsup_shards", str(toy["shards"]), "--generate_partitioned", *with_lora),
+                 procs=2, model_flags=False)
     assert len(rows) == 3 and all(math.isfinite(r["reward"]) and math.isfinite(r["ptx_loss"]) for r in rows)
     actor, ema = AutoModelForCausalLM.from_pretrained(out / "actor"), AutoModelForCausalLM.from_pretrained(out / "actor_ema")
     start = AutoModelForCausalLM.from_pretrained(toy["actor"])

@@ -8,10 +8,12 @@ from pathlib import Path
 import torch
 
 from dataprep.format import TokenizerInfo
+from trainer.lora import has_lora, merge
 
 
 def save_model(model: torch.nn.Module, out: Path, rank: int, zero_stage: int) -> None:
-    """`model.save_pretrained(out)` on rank 0, for a module or a DeepSpeed engine's. Under ZeRO-3 each
+    """`model.save_pretrained(out)` on rank 0, for a module or a DeepSpeed engine's, with any LoRA
+    merged into its weights (the end of training: the model is changed in place). Under ZeRO-3 each
     rank holds a slice of every parameter: every rank must enter, and the full tensors reach rank 0 one
     parameter at a time."""
     out.mkdir(parents=True, exist_ok=True)
@@ -19,6 +21,8 @@ def save_model(model: torch.nn.Module, out: Path, rank: int, zero_stage: int) ->
         if zero_stage == 3:
             model.empty_partition_cache()
         model = model.module
+    if has_lora(model):  # the next phase, and users, load a plain model
+        merge(model)
     if zero_stage == 3:
         state = gathered_state_dict(model, rank)
         if rank == 0:

@@ -3,7 +3,7 @@ string per field), and its command line is generated from it, so a flag is decla
 Python callers build the same value the command line does.
 
     RunFlags      what every phase takes: the shards, the output, the schedule, precision, seed
-    TrainFlags    phases 1 and 2 (and DPO): one model trained on one phase's shards
+    TrainFlags    phases 1 and 2 and DPO: one model trained on one phase's shards, optionally with LoRA
     (phase 3's PPOFlags, in phase3_ppo.py, adds its four models' flags to RunFlags)
 """
 
@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
+
+from trainer.lora import LoraSpec
 
 OFFLOAD_NEEDS_ZERO = "--offload moves ZeRO's optimizer state to the CPU, and ZeRO stage 0 has none: use ZeRO stage 1, 2 or 3 with it"
 DEFAULT_DTYPE = "bf16" if torch.cuda.is_available() else "fp32"
@@ -62,12 +64,22 @@ class TrainFlags(RunFlags):
     pad_to_max: bool = flag(False, "pad every batch to max_seq_len, as DeepSpeed-Chat does")
     eval_interval: int = flag(0, "evaluate every N optimizer steps (0: only at the start and the end)")
     eval_iters: int = flag(100, "at most this many eval batches")
+    lora_dim: int = flag(0, "LoRA rank on the layers --lora_module_name picks (0: no LoRA); their weights are then frozen")
+    lora_module_name: str = flag("decoder.layers.", "LoRA on every linear layer whose name contains this")
+    only_optimize_lora: bool = flag(False, "train the LoRA weights alone (and a reward model's head)")
+    lora_learning_rate: float = flag(5e-4, "the LoRA weights' peak learning rate")
+
+    @property
+    def lora(self) -> LoraSpec:
+        return LoraSpec(self.lora_dim, self.lora_module_name, self.only_optimize_lora, self.lora_learning_rate)
 
     def __post_init__(self) -> None:
         if (self.model_name_or_path is None) == (self.model_config is None):
             raise ValueError("give one of --model_name_or_path (a hub id or directory) or --model_config (a config.json)")
         if self.offload and self.zero_stage == 0:
             raise ValueError(OFFLOAD_NEEDS_ZERO + " (--zero_stage)")
+        if self.lora_dim < 0:
+            raise ValueError(f"--lora_dim {self.lora_dim}: a rank, 0 (no LoRA) or more")
 
 
 F = TypeVar("F", bound=RunFlags)

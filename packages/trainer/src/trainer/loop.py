@@ -1,9 +1,10 @@
-"""The training loop of phases 1 and 2 (and DPO when it lands): one model on one phase's shards.
+"""The training loop of phases 1 and 2 and of DPO: one model on one phase's shards.
 
 A phase brings a `Recipe`, what differs: its model, its collator, its step from batch to loss and its
 eval. `run` does the rest, top to bottom:
 
-    flags -> distributed start-up -> shards -> model (checked against the shards' tokenizer)
+    flags -> distributed start-up -> shards (-> the recipe's setup: DPO's reference log-probs)
+          -> model (checked against the shards' tokenizer; LoRA with --lora_dim)
           -> loaders -> DeepSpeed engine -> resume (resume.py) or eval
           -> loop (eval every --eval_interval, a resumable checkpoint every --save_steps) -> eval -> save
 """
@@ -11,13 +12,13 @@ eval. `run` does the rest, top to bottom:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 import torch
 
 from dataprep.format import TokenizerInfo
-from trainer import resume, runtime
+from trainer import lora, resume, runtime
 from trainer.checkpoint import save_model, save_tokenizer
 from trainer.flags import TrainFlags
 from trainer.models import partitioned
@@ -31,6 +32,7 @@ class Step:
     loss: torch.Tensor
     tokens: int  # real (non-pad) tokens
     samples: int
+    logged: dict[str, float] = field(default_factory=dict)  # more per-step values, averaged like the loss
 
 
 @dataclass(frozen=True)
@@ -45,27 +47,35 @@ class Recipe:
     eval_sums: Callable[[torch.nn.Module, dict], torch.Tensor]  # ... (engine, batch) -> those sums for one batch (float64)
     eval_metrics: Callable[[dict[str, float]], dict]  # the totals by name -> the logged eval values
     panels: tuple[tuple[str, ...], ...]  # metrics plotted together, one chart each
+    # (train, eval, rank, world, device) -> the datasets to train and evaluate on, before the model is built
+    setup: Callable[[ShardDataset, ShardDataset, int, int, torch.device], tuple] | None = None
 
 
 def run(flags: TrainFlags, recipe: Recipe) -> None:
     rank, world, device = runtime.init_distributed()
-    torch.manual_seed(flags.seed)
-    train, evals = ShardDataset(flags.shards, recipe.phase, "train"), ShardDataset(flags.shards, recipe.phase, "eval")
+    shards = ShardDataset(flags.shards, recipe.phase, "train"), ShardDataset(flags.shards, recipe.phase, "eval")
+    train, evals = recipe.setup(*shards, rank, world, device) if recipe.setup else shards
+    tokenizer = shards[0].tokenizer
     spec = runtime.EngineSpec(flags.per_device_train_batch_size, flags.gradient_accumulation_steps, flags.zero_stage, flags.dtype, flags.offload)
+    torch.manual_seed(flags.seed)
     with partitioned(runtime.ds_config(spec, world)):  # ZeRO-3: no rank ever holds the whole model
-        model = recipe.model(flags, train.tokenizer)
-    runtime.check_tokenizer(flags.shards, train.tokenizer, flags.model_name_or_path, model.config)
+        model = recipe.model(flags, tokenizer)
+    runtime.check_tokenizer(flags.shards, tokenizer, flags.model_name_or_path, model.config)
+    model = lora.add(model, flags.lora)
+    if rank == 0:
+        print(f"trainer: {lora.trainable_summary(model)}", flush=True)
     if flags.gradient_checkpointing:
         model.gradient_checkpointing_enable()
 
-    collate = recipe.collator(train.tokenizer.pad_or_eos, train.max_seq_len if flags.pad_to_max else None)
+    collate = recipe.collator(tokenizer.pad_or_eos, shards[0].max_seq_len if flags.pad_to_max else None)
     train_loader = runtime.loader(train, collate, flags.per_device_train_batch_size, rank, world, flags.seed, shuffle=True)
     eval_loader = runtime.loader(evals, collate, flags.per_device_eval_batch_size, rank, world, flags.seed, shuffle=False)
     total_steps = flags.max_steps or max(1, len(train_loader) // flags.gradient_accumulation_steps) * flags.num_train_epochs
-    optim = runtime.OptimSpec(flags.learning_rate, flags.weight_decay, flags.lr_scheduler_type, flags.num_warmup_steps, total_steps)
+    optim = runtime.OptimSpec(flags.learning_rate, flags.weight_decay, flags.lr_scheduler_type, flags.num_warmup_steps, total_steps,
+                              flags.lora_learning_rate)
     engine = runtime.trained_engine(model, spec, optim, world)
     identity = {"phase": recipe.phase, "model": runtime.model_identity(flags.model_name_or_path, flags.model_config),
-                "tokenizer": train.tokenizer.fingerprint, "shards": train.cache_key, "world": world}
+                "tokenizer": tokenizer.fingerprint, "shards": shards[0].cache_key, "world": world, "lora": asdict(flags.lora)}
     record = resume.restore(flags.output_dir, flags.resume_from, {"model": engine}, identity, rank)
     metrics = runtime.Metrics(flags.output_dir / "metrics.jsonl", rank == 0, keep=record["metrics_lines"] if record else 0)
 
@@ -97,7 +107,7 @@ def run(flags: TrainFlags, recipe: Recipe) -> None:
             boundary = engine.is_gradient_accumulation_boundary()
             engine.step()
             batches += 1
-            window.add(out.loss.item(), out.tokens, out.samples, waited)
+            window.add(out.loss.item(), out.tokens, out.samples, waited, out.logged)
             if boundary:
                 step += 1
                 metrics.log(step=step, epoch=epoch, lr=engine.get_lr()[0], **window.summary(device))
@@ -117,6 +127,6 @@ def run(flags: TrainFlags, recipe: Recipe) -> None:
     metrics.log(step=step, **evaluate())
     save_model(engine, flags.output_dir, rank, flags.zero_stage)
     if rank == 0:
-        save_tokenizer(train.tokenizer, flags.output_dir)
+        save_tokenizer(tokenizer, flags.output_dir)
         metrics.plot(flags.output_dir / "loss.png", panels=recipe.panels)
     torch.distributed.barrier()

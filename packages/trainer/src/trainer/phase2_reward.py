@@ -29,7 +29,7 @@ class RewardFlags(F.TrainFlags):
 
 def eval_sums(engine, batch: dict) -> torch.Tensor:
     """Pairs ranked right, pairs, and the summed chosen and rejected end scores."""
-    scored = pairwise_loss(engine(**batch), batch["input_ids"], batch["attention_mask"])
+    scored = pairwise_loss(engine(batch["input_ids"], batch["attention_mask"]), batch["input_ids"], batch["attention_mask"])
     c, r = scored["chosen"].double(), scored["rejected"].double()
     return torch.stack([(c > r).sum().double(), torch.tensor(float(len(c)), device=c.device, dtype=torch.float64), c.sum(), r.sum()])
 
@@ -41,7 +41,8 @@ def eval_metrics(totals: dict[str, float]) -> dict:
 
 def recipe(flags: RewardFlags) -> Recipe:
     def step(engine, batch: dict) -> Step:
-        loss = pairwise_loss(engine(**batch), batch["input_ids"], batch["attention_mask"], kind=flags.loss)["loss"]
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        loss = pairwise_loss(engine(ids, mask), ids, mask, kind=flags.loss)["loss"]
         return Step(loss, tokens=int(batch["attention_mask"].sum()), samples=batch["input_ids"].shape[0] // 2)
 
     return Recipe(

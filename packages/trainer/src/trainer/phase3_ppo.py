@@ -24,17 +24,18 @@ from __future__ import annotations
 import copy
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Iterator
 
 import torch
 
 from dataprep.format import TokenizerInfo
-from trainer import flags as F, ppo, resume, runtime
+from trainer import flags as F, lora, ppo, resume, runtime
 from trainer.checkpoint import save_model, save_tokenizer
 from trainer.collate import BlockCollator, PromptCollator
 from trainer.ema import EMA
+from trainer.lora import LoraSpec
 from trainer.models import causal_lm, partitioned
 from trainer.reward import RewardModel, end_scores
 from trainer.shard_dataset import ShardDataset
@@ -74,6 +75,13 @@ class PPOFlags(F.RunFlags):
     critic_gradient_checkpointing: bool = F.flag(False, "recompute the critic's activations in the backward pass")
     actor_dropout: float | None = F.flag(None, "set every dropout of the actor (DeepSpeed-Chat's scripts use 0.0)")
     critic_dropout: float | None = F.flag(None, "set every dropout of the critic")
+    actor_lora_dim: int = F.flag(0, "LoRA rank on the actor's layers that --actor_lora_module_name picks (0: no LoRA)")
+    actor_lora_module_name: str = F.flag("decoder.layers.", "LoRA on every linear layer of the actor whose name contains this")
+    critic_lora_dim: int = F.flag(0, "LoRA rank on the critic's layers that --critic_lora_module_name picks (0: no LoRA)")
+    critic_lora_module_name: str = F.flag("decoder.layers.", "LoRA on every linear layer of the critic whose name contains this")
+    only_optimize_lora: bool = F.flag(False, "train the LoRA weights alone (and the critic's value head)")
+    actor_lora_learning_rate: float = F.flag(5e-4, "the actor's LoRA weights' peak learning rate")
+    critic_lora_learning_rate: float = F.flag(5e-4, "the critic's LoRA weights' peak learning rate")
     enable_ema: bool = F.flag(False, "keep an EMA of the actor (beta --ema_beta), saved to OUTPUT_DIR/actor_ema")
     ema_beta: float = F.flag(0.992, "the EMA's decay")
     kl_ctl: float = F.flag(0.1, "KL penalty coefficient")
@@ -89,10 +97,20 @@ class PPOFlags(F.RunFlags):
             raise ValueError(F.OFFLOAD_NEEDS_ZERO + " (--actor_zero_stage and --critic_zero_stage)")
         if self.temperature < 0:
             raise ValueError(f"--temperature {self.temperature}: must be 0 (greedy) or more")
+        if min(self.actor_lora_dim, self.critic_lora_dim) < 0:
+            raise ValueError("--actor_lora_dim and --critic_lora_dim are ranks: 0 (no LoRA) or more")
         if self.top_p != 1.0:
             raise ValueError(f"--top_p {self.top_p}: nucleus sampling draws from a truncated, renormalised distribution whose "
                              "log-probs the PPO ratio would need at every step; use --top_p 1 (as TRL's and OpenRLHF's PPO do) "
                              "and --temperature to sharpen or flatten the policy")
+
+    @property
+    def actor_lora(self) -> LoraSpec:
+        return LoraSpec(self.actor_lora_dim, self.actor_lora_module_name, self.only_optimize_lora, self.actor_lora_learning_rate)
+
+    @property
+    def critic_lora(self) -> LoraSpec:
+        return LoraSpec(self.critic_lora_dim, self.critic_lora_module_name, self.only_optimize_lora, self.critic_lora_learning_rate)
 
 
 @dataclass
@@ -335,14 +353,19 @@ def main(argv: list[str] | None = None) -> None:
     with partitioned(config["critic"]):
         critic_model = RewardModel.from_pretrained(flags.critic_model_name_or_path, flags.critic_dropout)
     runtime.check_tokenizer(flags.shards, tokenizer, flags.critic_model_name_or_path, critic_model.config)
+    actor_model, critic_model = lora.add(actor_model, flags.actor_lora), lora.add(critic_model, flags.critic_lora)
+    if rank == 0:
+        print(f"trainer: actor {lora.trainable_summary(actor_model)}; critic {lora.trainable_summary(critic_model)}", flush=True)
     if flags.actor_gradient_checkpointing:
         actor_model.gradient_checkpointing_enable()
     if flags.critic_gradient_checkpointing:
         critic_model.gradient_checkpointing_enable()
     ema = None
     if flags.enable_ema and flags.actor_zero_stage == 3:
-        with partitioned(runtime.ds_config(replace(specs["actor"], dtype="fp32", offload=False), world)):
-            ema = EMA(causal_lm(flags.actor_model_name_or_path, None, tokenizer), flags.ema_beta, partitioned=True)
+        ema_config = runtime.ds_config(replace(specs["actor"], dtype="fp32", offload=False), world)
+        with partitioned(ema_config):
+            ema_model = causal_lm(flags.actor_model_name_or_path, None, tokenizer)
+        ema = EMA(lora.partitioned_like(lora.add(ema_model, flags.actor_lora), actor_model, ema_config), flags.ema_beta, partitioned=True)
     elif flags.enable_ema:
         ema = EMA(copy.deepcopy(actor_model).to(device), flags.ema_beta)
     with partitioned(config["ref"]):
@@ -350,16 +373,19 @@ def main(argv: list[str] | None = None) -> None:
     with partitioned(config["reward"]):
         reward = runtime.frozen_engine(RewardModel.from_pretrained(flags.critic_model_name_or_path), specs["reward"], world)
 
-    def optim(lr: float, weight_decay: float) -> runtime.OptimSpec:
-        return runtime.OptimSpec(lr, weight_decay, flags.lr_scheduler_type, flags.num_warmup_steps, updates)
+    def optim(lr: float, weight_decay: float, lora_lr: float) -> runtime.OptimSpec:
+        return runtime.OptimSpec(lr, weight_decay, flags.lr_scheduler_type, flags.num_warmup_steps, updates, lora_lr)
 
-    actor = runtime.trained_engine(actor_model, specs["actor"], optim(flags.actor_learning_rate, flags.actor_weight_decay), world)
-    critic = runtime.trained_engine(critic_model, specs["critic"], optim(flags.critic_learning_rate, flags.critic_weight_decay), world)
+    actor = runtime.trained_engine(actor_model, specs["actor"], optim(flags.actor_learning_rate, flags.actor_weight_decay,
+                                                                       flags.actor_lora_learning_rate), world)
+    critic = runtime.trained_engine(critic_model, specs["critic"], optim(flags.critic_learning_rate, flags.critic_weight_decay,
+                                                                          flags.critic_lora_learning_rate), world)
 
     # Resume, or start afresh.
     shuffler = torch.Generator().manual_seed(flags.seed + rank)  # the micro-batch order between PPO epochs
     identity = {"phase": 3, "actor": flags.actor_model_name_or_path, "critic": flags.critic_model_name_or_path,
-                "tokenizer": tokenizer.fingerprint, "shards": prompts.cache_key, "world": world, "ptx": ptx, "ema": flags.enable_ema}
+                "tokenizer": tokenizer.fingerprint, "shards": prompts.cache_key, "world": world, "ptx": ptx, "ema": flags.enable_ema,
+                "lora": [asdict(flags.actor_lora), asdict(flags.critic_lora)]}
     record = resume.restore(flags.output_dir, flags.resume_from, {"actor": actor, "critic": critic}, identity, rank, {"shuffler": shuffler})
     position = record["position"] if record else {"step": 0, "epoch": 0, "batches": 0, "reward_ema": None, "blocks": None}
     if ema is not None and record:

@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from dataprep import DataprepError, load_tokenizer
 from dataprep.format import TokenizerInfo
 from trainer.flags import OFFLOAD_NEEDS_ZERO
+from trainer.lora import is_lora
 
 NO_DECAY = ("bias", "layer_norm.weight", "layernorm.weight", "norm.weight", "ln_f.weight", "ln_1.weight", "ln_2.weight")
 
@@ -48,6 +49,7 @@ class OptimSpec:
     scheduler: str  # "cosine" | "linear" | "constant", after the warm-up
     warmup_steps: int
     total_steps: int
+    lora_learning_rate: float | None = None  # the LoRA weights' (None: learning_rate)
 
 
 def one_line_errors(main: Callable) -> Callable:
@@ -131,13 +133,16 @@ def adam_class(spec: EngineSpec) -> type[torch.optim.Optimizer]:
 
 
 def optimizer(model: torch.nn.Module, spec: EngineSpec, optim: OptimSpec) -> torch.optim.Optimizer:
-    """AdamW, no weight decay on biases and norms (DeepSpeed-Chat's groups)."""
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for n, p in named if not any(k in n for k in NO_DECAY)], "weight_decay": optim.weight_decay},
-        {"params": [p for n, p in named if any(k in n for k in NO_DECAY)], "weight_decay": 0.0},
-    ]
-    return adam_class(spec)(groups, lr=optim.learning_rate, betas=(0.9, 0.95))
+    """AdamW over the trainable parameters: no weight decay on biases and norms, and the LoRA weights
+    at their own learning rate (DeepSpeed-Chat's groups)."""
+    groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            decay = 0.0 if any(k in name for k in NO_DECAY) else optim.weight_decay
+            lr = optim.lora_learning_rate if is_lora(name) and optim.lora_learning_rate is not None else optim.learning_rate
+            groups.setdefault((decay, lr), []).append(param)
+    params = [{"params": p, "weight_decay": decay, "lr": lr} for (decay, lr), p in groups.items()]
+    return adam_class(spec)(params, lr=optim.learning_rate, betas=(0.9, 0.95))
 
 
 def scheduler(opt: torch.optim.Optimizer, optim: OptimSpec) -> torch.optim.lr_scheduler.LambdaLR:
@@ -232,20 +237,25 @@ class StepWindow:
 
     def reset(self) -> None:
         self.loss, self.tokens, self.samples, self.wait = 0.0, 0, 0, 0.0
+        self.logged: dict[str, float] = {}
         self.start = time.perf_counter()
 
-    def add(self, loss: float, tokens: int, samples: int, waited: float) -> None:
+    def add(self, loss: float, tokens: int, samples: int, waited: float, logged: dict[str, float] | None = None) -> None:
         self.loss += loss / self.accumulation
+        for name, value in (logged or {}).items():
+            self.logged[name] = self.logged.get(name, 0.0) + float(value) / self.accumulation
         self.tokens += tokens * self.world
         self.samples += samples * self.world
         self.wait += waited
 
     def summary(self, device) -> dict:
-        """Loss averaged over ranks, throughput over all ranks, and the data-wait share of the step."""
+        """Loss (and the logged values) averaged over ranks, throughput over all ranks, and the data-wait
+        share of the step."""
         elapsed = time.perf_counter() - self.start
-        loss = torch.tensor(self.loss, device=device)
-        torch.distributed.all_reduce(loss)
-        return {"loss": loss.item() / self.world, "tokens_per_s": self.tokens / elapsed, "samples_per_s": self.samples / elapsed,
+        names = ["loss", *sorted(self.logged)]
+        means = torch.tensor([self.loss, *(self.logged[n] for n in names[1:])], dtype=torch.float64, device=device)
+        torch.distributed.all_reduce(means)
+        return {**dict(zip(names, (means / self.world).tolist())), "tokens_per_s": self.tokens / elapsed, "samples_per_s": self.samples / elapsed,
                 "step_time_s": elapsed, "data_wait_s": self.wait, "data_wait_frac": self.wait / elapsed, **peak_memory(device)}
 
 

@@ -27,6 +27,7 @@ class ShardDataset:
         self.max_seq_len, self.max_prompt_len = shards.manifest.max_seq_len, shards.manifest.max_prompt_len
         self.tokenizer = shards.manifest.tokenizer
         self.cache_key = shards.manifest.data["cache_key"]  # what the shards were built from: a resumed run must match it
+        self.sha256 = [record["sha256"] for record in shards.manifest.part(phase, side)["shards"]]  # these shards' bytes
         values: dict[str, list[np.ndarray]] = {c: [] for c in TOKEN_COLUMNS[phase]}
         offsets: dict[str, list[np.ndarray]] = {c: [] for c in TOKEN_COLUMNS[phase]}
         scalars: dict[str, list[np.ndarray]] = {}

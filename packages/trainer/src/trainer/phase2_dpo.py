@@ -1,0 +1,179 @@
+"""DPO on dataprep's phase-2 shards (DeepSpeed-Chat's step2_dpo_finetuning): the policy learns the
+preferences directly, with no reward model.
+
+    python -m trainer.phase2_dpo --shards out/hh --model_name_or_path ckpt/phase1 --output_dir ckpt/dpo
+
+--loss sigmoid (DPO; with --label_smoothing, conservative DPO), ipo or simpo; dpo.py has the maths.
+The reference is the policy's starting weights unless --ref_model_name_or_path says otherwise. Its
+log-probs are computed once before training into OUTPUT_DIR/reference/ (reference.py) and reused by
+the next run on the same shards and reference; the reference model is then freed before the policy
+is built. --precompute_ref off keeps it as a frozen engine beside the policy instead. SimPO needs none.
+Per step and at eval: the loss, the chosen and rejected implicit rewards, their margin and the share
+of pairs ranked right. The loop is loop.run.
+"""
+
+from __future__ import annotations
+
+import gc
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from trainer import dpo, flags as F, reference as R, runtime
+from trainer.collate import PairCollator
+from trainer.loop import Recipe, Step, run
+from trainer.models import causal_lm, partitioned
+from trainer.shard_dataset import ShardDataset
+
+
+@dataclass(frozen=True, kw_only=True)
+class DPOFlags(F.TrainFlags):
+    learning_rate: float = F.flag(5e-5, "peak learning rate (DeepSpeed-Chat's DPO recipe; its argparse default, 1e-3, is an SFT rate)")
+    dropout: float | None = F.flag(0.0, "set every dropout of the policy to this: off by default, as the policy's log-probs are "
+                                        "compared with the reference's (DeepSpeed-Chat's recipe, TRL's default)")
+    loss: str = F.flag("sigmoid", "sigmoid: DPO (conservative with --label_smoothing); ipo; simpo: length-normalised, no reference",
+                       dpo.LOSSES)
+    beta: float = F.flag(0.1, "the KL strength of DPO and IPO; SimPO's reward scale (its paper uses 2 to 2.5)")
+    label_smoothing: float = F.flag(0.0, "sigmoid and simpo: the assumed share of flipped preferences, in [0, 0.5)")
+    simpo_gamma: float = F.flag(0.5, "simpo: the target reward margin")
+    ref_model_name_or_path: str | None = F.flag(None, "the reference model (default: the policy's starting weights)")
+    precompute_ref: str = F.flag("on", "on: the reference's log-probs once before training, cached in OUTPUT_DIR/reference; "
+                                       "off: computed every step by a frozen reference kept in memory", ("on", "off"))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.beta <= 0:
+            raise ValueError(f"--beta {self.beta}: must be above 0")
+        if not 0 <= self.label_smoothing < 0.5:
+            raise ValueError(f"--label_smoothing {self.label_smoothing}: must be in [0, 0.5)")
+        if self.loss == "ipo" and self.label_smoothing:
+            raise ValueError("--label_smoothing applies to --loss sigmoid and simpo; IPO has none")
+        if self.loss == "simpo" and self.ref_model_name_or_path:
+            raise ValueError("--loss simpo uses no reference model: leave out --ref_model_name_or_path")
+
+    @property
+    def objective(self) -> dpo.Objective:
+        return dpo.Objective(self.loss, self.beta, self.label_smoothing, self.simpo_gamma)
+
+
+class Reference:
+    """Where a batch's reference log-probs come from: the batch itself (cached before training), or a
+    frozen engine kept for the run (--precompute_ref off)."""
+
+    def __init__(self, flags: DPOFlags):
+        self.flags, self.engine = flags, None
+
+    def build(self, tokenizer, world: int):
+        """The frozen reference engine: ZeRO-3 when the policy is, else whole on every rank."""
+        f = self.flags
+        spec = runtime.EngineSpec(f.per_device_eval_batch_size, 1, 3 if f.zero_stage == 3 else 0, f.dtype)
+        torch.manual_seed(f.seed)  # built from a config, it gets the weights the policy will start from
+        with partitioned(runtime.ds_config(spec, world)):
+            if f.ref_model_name_or_path:
+                model = causal_lm(f.ref_model_name_or_path, None, tokenizer)
+            else:
+                model = causal_lm(f.model_name_or_path, f.model_config, tokenizer)
+        return runtime.frozen_engine(model, spec, world)
+
+    def setup(self, train: ShardDataset, evals: ShardDataset, rank: int, world: int, device: torch.device) -> tuple:
+        """Before the policy exists: the datasets to train on, with cached reference log-probs, or the engine."""
+        f = self.flags
+        if not f.objective.needs_reference:
+            return train, evals
+        if f.precompute_ref == "off":
+            self.engine = self.build(train.tokenizer, world)
+            return train, evals
+        name = f.ref_model_name_or_path or f.model_name_or_path
+        fingerprint = R.fingerprint(name, None if f.ref_model_name_or_path else f.model_config, f.seed)
+        caches = {d.side: R.Cache(f.output_dir / "reference" / f"{d.side}.arrow", R.cache_key(d, fingerprint, f.dtype)) for d in (train, evals)}
+        values = {d.side: _from_rank0(caches[d.side].read(len(d)) if rank == 0 else None, len(d), device) for d in (train, evals)}
+        missing = [d for d in (train, evals) if values[d.side] is None]
+        if missing:
+            engine = self.build(train.tokenizer, world)
+            collate = PairCollator(train.tokenizer.pad_or_eos)
+            for d in missing:
+                values[d.side] = R.compute(engine, d, collate, f.per_device_eval_batch_size, rank, world, device)
+                if rank == 0:
+                    caches[d.side].write(values[d.side])
+            engine.destroy()
+            del engine
+            gc.collect()  # the reference's memory goes back before the policy is built
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+        if rank == 0:
+            for d in (train, evals):
+                print(f"trainer: reference log-probs of {len(d)} {d.side} pairs {'computed' if d in missing else 'reused'}: "
+                      f"{caches[d.side].path}", flush=True)
+        return R.WithReference(train, values["train"]), R.WithReference(evals, values["eval"])
+
+    def logps(self, batch: dict) -> torch.Tensor | None:
+        if "ref_logps" in batch:
+            return batch["ref_logps"]
+        if self.engine is None:
+            return None
+        with torch.no_grad():
+            logits = self.engine(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+            return dpo.answer_logps(logits, batch["input_ids"], batch["attention_mask"], batch["prompt_len"])[0]
+
+
+def _from_rank0(values: np.ndarray | None, rows: int, device: torch.device) -> np.ndarray | None:
+    """Rank 0's cached values (or None) on every rank: only rank 0 reads the side file, so the ranks
+    agree even when the output directory is not shared between machines."""
+    found = torch.tensor([int(values is not None)], device=device)
+    torch.distributed.broadcast(found, 0)
+    if not found.item():
+        return None
+    tensor = torch.as_tensor(values, device=device) if values is not None else torch.empty((rows, 2), dtype=torch.float64, device=device)
+    torch.distributed.broadcast(tensor, 0)
+    return tensor.cpu().numpy()
+
+
+def score(engine, batch: dict, reference: Reference, objective: dpo.Objective) -> dpo.Scored:
+    logits = engine(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+    policy, lengths = dpo.answer_logps(logits, batch["input_ids"], batch["attention_mask"], batch["prompt_len"])
+    return dpo.preference_loss(objective, policy, reference.logps(batch), lengths)
+
+
+def eval_metrics(totals: dict[str, float]) -> dict:
+    pairs = max(totals["pairs"], 1)
+    chosen, rejected = totals["chosen_sum"] / pairs, totals["rejected_sum"] / pairs
+    return {"eval_loss": totals["loss_sum"] / pairs, "eval_accuracy": totals["correct"] / pairs,
+            "eval_chosen_reward": chosen, "eval_rejected_reward": rejected, "eval_margin": chosen - rejected}
+
+
+def recipe(flags: DPOFlags) -> Recipe:
+    reference, objective = Reference(flags), flags.objective
+
+    def step(engine, batch: dict) -> Step:
+        scored = score(engine, batch, reference, objective)
+        logged = {"chosen_reward": scored.chosen_reward.mean().item(), "rejected_reward": scored.rejected_reward.mean().item(),
+                  "reward_accuracy": scored.correct.double().mean().item(), "reward_margin": scored.margin.mean().item()}
+        return Step(scored.loss.mean(), tokens=int(batch["attention_mask"].sum()), samples=len(scored.loss), logged=logged)
+
+    def eval_sums(engine, batch: dict) -> torch.Tensor:
+        s = score(engine, batch, reference, objective)
+        return torch.stack([s.loss.sum(), s.correct.sum().double(), torch.tensor(float(len(s.loss)), dtype=torch.float64, device=s.loss.device),
+                            s.chosen_reward.sum(), s.rejected_reward.sum()])
+
+    return Recipe(
+        phase=2,
+        model=lambda f, tokenizer: causal_lm(f.model_name_or_path, f.model_config, tokenizer, f.dropout),
+        collator=lambda pad_id, width: PairCollator(pad_id, pad_to=width),
+        step=step,
+        eval_names=("loss_sum", "correct", "pairs", "chosen_sum", "rejected_sum"),
+        eval_sums=eval_sums,
+        eval_metrics=eval_metrics,
+        panels=(("loss", "eval_loss"), ("reward_accuracy", "eval_accuracy"), ("chosen_reward", "rejected_reward"), ("reward_margin",)),
+        setup=reference.setup,
+    )
+
+
+@runtime.one_line_errors
+def main(argv: list[str] | None = None) -> None:
+    flags = F.parse(DPOFlags, "DPO, IPO or SimPO on dataprep's phase-2 shards.", argv)
+    run(flags, recipe(flags))
+
+
+if __name__ == "__main__":
+    main()
