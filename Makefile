@@ -36,6 +36,9 @@ PHASE1_ARGS ?= --model_config $(TINY) --per_device_train_batch_size 8 --max_step
 PHASE2_ARGS ?= --model_config $(TINY) --per_device_train_batch_size 8 --max_steps 60 --learning_rate 1e-3 --dtype fp32
 PHASE3_ARGS ?= --per_device_generation_batch_size 8 --per_device_training_batch_size 8 --max_answer_seq_len 32 --max_steps 20 \
 	--actor_learning_rate 1e-4 --critic_learning_rate 1e-4 --num_warmup_steps 0 --dtype fp32
+# DPO starts from the tiny phase-1 checkpoint (trained first when missing).
+DPO_FROM := $(CKPT)/phase1
+DPO_ARGS ?= --per_device_train_batch_size 8 --max_steps 60 --learning_rate 1e-3 --eval_interval 20 --dtype fp32
 else
 LAUNCH := $(VENV)/bin/deepspeed --num_gpus $(NGPUS)
 PHASE1_ARGS ?= --model_name_or_path facebook/opt-1.3b --per_device_train_batch_size 8 --per_device_eval_batch_size 8 \
@@ -46,9 +49,13 @@ PHASE2_ARGS ?= --model_name_or_path facebook/opt-350m --per_device_train_batch_s
 PHASE3_ARGS ?= --per_device_generation_batch_size 4 --per_device_training_batch_size 4 --generation_batches 1 --ppo_epochs 1 \
 	--max_prompt_seq_len 256 --max_answer_seq_len 256 --pad_to_max --actor_learning_rate 9.65e-6 --critic_learning_rate 5e-6 \
 	--num_train_epochs 1 --num_warmup_steps 100 --actor_zero_stage 2 --critic_zero_stage 2 --enable_ema --actor_dropout 0.0 --critic_dropout 0.0 --dtype fp16
+# DeepSpeed-Chat's opt/single_node/run_350m DPO recipe (DPO_FROM=$(CKPT)/phase1 starts from phase 1 instead).
+DPO_FROM ?= facebook/opt-350m
+DPO_ARGS ?= --per_device_train_batch_size 4 --per_device_eval_batch_size 4 --learning_rate 5e-5 --weight_decay 0.1 --num_train_epochs 1 \
+	--lr_scheduler_type cosine --zero_stage 0 --dtype fp16 --dropout 0.0 --beta 0.1
 endif
 
-.PHONY: prepare test inspect bench bench-trainer train-phase1 train-phase2 train-phase3 clean help
+.PHONY: prepare test inspect bench bench-trainer train-phase1 train-phase2 train-phase3 train-dpo clean help
 
 help:
 	@echo "make prepare [DATA=hh|PATH] [SPLIT=2,4,4] [SEED=1234] [TOKENIZER=...] [DATA_DIR=...] [OUT=...]"
@@ -58,6 +65,7 @@ help:
 	@echo "make bench-trainer   ZeRO-3 against ZeRO-0 memory and ZeRO-3 generation, 2 CPU ranks (needs ../shared)"
 	@echo "make train-phase1 / train-phase2   SFT / reward model on OUT's shards (GPU: OPT defaults; CPU: tiny model)"
 	@echo "make train-phase3 [UNSUP=PATH]    PPO from the phase 1 and 2 checkpoints (trains them first if missing)"
+	@echo "make train-dpo   DPO on OUT's phase-2 shards (GPU: OPT-350m, DeepSpeed-Chat's recipe; CPU: from the tiny phase-1 checkpoint)"
 
 $(VENV)/.dataprep: requirements/dataprep.txt packages/dataprep/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -108,7 +116,10 @@ train-phase3: $(VENV)/.trainer $(OUT)/manifest.json $(CKPT)/phase1/config.json $
 	$(LAUNCH) packages/trainer/src/trainer/phase3_ppo.py --shards $(OUT) --actor_model_name_or_path $(CKPT)/phase1 \
 		--critic_model_name_or_path $(CKPT)/phase2 --output_dir $(CKPT)/phase3 $(if $(UNSUP),--unsup_shards $(OUT)) $(PHASE3_ARGS)
 
-# Phase 3 starts from the checkpoints of phases 1 and 2: train them first when they are missing.
+train-dpo: $(VENV)/.trainer $(OUT)/manifest.json $(if $(filter $(CKPT)/%,$(DPO_FROM)),$(DPO_FROM)/config.json)
+	$(LAUNCH) packages/trainer/src/trainer/phase2_dpo.py --shards $(OUT) --model_name_or_path $(DPO_FROM) --output_dir $(CKPT)/dpo $(DPO_ARGS)
+
+# Phase 3 (and DPO on CPU) starts from the checkpoints of phases 1 and 2: train them first when they are missing.
 $(CKPT)/phase1/config.json:
 	$(MAKE) train-phase1
 $(CKPT)/phase2/config.json:

@@ -26,8 +26,8 @@ def free_port() -> int:
 
 
 def train(phase: str, shards: Path, out: Path, *flags: str, procs: int = 1, model_flags: bool = True) -> list[dict]:
-    """Run trainer.<phase> on CPU; returns its metrics.jsonl rows. `model_flags`: build the model from the
-    tiny config (phase 3 loads checkpoints instead)."""
+    """Run trainer.<phase> on CPU; returns its metrics.jsonl rows (its stdout goes to OUT/stdout.txt).
+    `model_flags`: build the model from the tiny config (phase 3 loads checkpoints instead)."""
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
     env.update(DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
     launch = [sys.executable, "-m", phase] if procs == 1 else [
@@ -36,6 +36,7 @@ def train(phase: str, shards: Path, out: Path, *flags: str, procs: int = 1, mode
     cmd = [*launch, "--shards", str(shards), *model, "--output_dir", str(out), "--dtype", "fp32", *flags]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    (out / "stdout.txt").write_text(proc.stdout)  # what the run printed, for tests that check it
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 

@@ -15,6 +15,7 @@ merge) and takes the LoRA layers out before saving.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 
@@ -83,13 +84,11 @@ def merge(model: nn.Module) -> nn.Module:
     plain model again. Under ZeRO-3 each layer's weights are gathered in turn, merged on rank 0 and
     partitioned again, so no rank holds more than one whole layer beside its slices; every rank must
     call this."""
-    import deepspeed
     from peft.tuners.lora import LoraLayer
 
     layers = [(name, module) for name, module in model.named_modules() if isinstance(module, LoraLayer)]
     for name, layer in layers:
-        params = [p for p in layer.parameters() if hasattr(p, "ds_id")]
-        with deepspeed.zero.GatheredParameters(params, modifier_rank=0, enabled=bool(params)):
+        with _gathered([p for p in layer.parameters() if hasattr(p, "ds_id")]):
             layer.merge()
         parent, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent), child, layer.get_base_layer())
@@ -119,6 +118,15 @@ def trainable_summary(model: nn.Module) -> str:
     total = sum(n for n, _ in sizes)
     trained = sum(n for n, grad in sizes if grad)
     return f"trainable parameters: {trained:,} of {total:,} ({100 * trained / max(total, 1):.2f}%)"
+
+
+def _gathered(params: list[nn.Parameter]):
+    """ZeRO-3 parameters gathered whole on every rank, rank 0's changes partitioned again on exit."""
+    if not params:
+        return contextlib.nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.GatheredParameters(params, modifier_rank=0)
 
 
 def _patterns(linear: dict) -> list[str]:
