@@ -3,7 +3,9 @@
 # (OPT-1.3b for SFT, OPT-350m for the reward model), data is HH-RLHF from ../shared/data (or the shipped
 # sample) with the GPT-2 tokenizer (or the shipped one).
 #   1. phase 1 (OPT-1.3b) and phase 2 (OPT-350m), STEPS steps each, ZeRO-2, once in fp16 and once in bf16;
-#   2. a short phase 3 (PPO) from the bf16 checkpoints, ZeRO-2, with PTX and EMA.
+#   2. a short phase 3 (PPO) from the bf16 checkpoints, ZeRO-2, with PTX and EMA;
+#   3. DPO (OPT-350m, DeepSpeed-Chat's recipe, cached reference log-probs) and LoRA SFT (OPT-1.3b, LoRA
+#      128 on decoder.layers., --only_optimize_lora) at ZeRO-3, STEPS steps each, bf16.
 # Prints, per run: tokens/s over all GPUs, peak GPU memory, and for phase 3 how a round's time splits
 # between making experience (of it, sampling) and training.
 #   bash scripts/gpu_smoke.sh            STEPS=50 BATCH=8 PPO_STEPS=8 to change the lengths / per-GPU batch
@@ -61,3 +63,8 @@ train ppo-bf16 phase3_ppo --unsup_shards "$OUT" --actor_model_name_or_path "$RUN
   --critic_model_name_or_path "$RUNS/rm-opt-350m-bf16" --per_device_generation_batch_size "$BATCH" \
   --per_device_training_batch_size "$BATCH" --max_answer_seq_len 128 --max_steps "$PPO_STEPS" --dtype bf16 --actor_zero_stage 2 \
   --critic_zero_stage 2 --enable_ema --actor_dropout 0.0 --critic_dropout 0.0 --num_warmup_steps 0
+train dpo-opt-350m-bf16 phase2_dpo --model_config "$CONFIGS/opt-350m.json" --per_device_train_batch_size "$BATCH" \
+  --per_device_eval_batch_size "$BATCH" --max_steps "$STEPS" --eval_iters 4 --learning_rate 5e-5 --weight_decay 0.1 --dtype bf16 --zero_stage 3
+train lora-sft-opt-1.3b-bf16 phase1_sft --model_config "$CONFIGS/opt-1.3b.json" --per_device_train_batch_size "$BATCH" \
+  --per_device_eval_batch_size "$BATCH" --max_steps "$STEPS" --eval_iters 4 --learning_rate 9.65e-6 --dtype bf16 --zero_stage 3 \
+  --lora_dim 128 --lora_module_name decoder.layers. --only_optimize_lora
