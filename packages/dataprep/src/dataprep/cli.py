@@ -143,8 +143,8 @@ def _prepare(args: argparse.Namespace) -> int:
     if args.workers:
         # Read by the `tokenizers` Rust thread pool when it starts, i.e. before the first encode.
         os.environ["RAYON_NUM_THREADS"] = str(args.workers)
-    from dataprep import report
-    from dataprep import PrepareOptions, prepare
+    from dataprep import PrepareOptions, report
+    from dataprep.pipeline import prepare
 
     opts = PrepareOptions(
         data=args.data,
