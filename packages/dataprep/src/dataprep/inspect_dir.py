@@ -122,7 +122,8 @@ def _drops(manifest: Manifest, used: dict[str, list[int]]) -> dict[tuple[int, st
         path = manifest.out / "dropped" / f"{name}.arrow"
         counts = _collect(pl.scan_ipc(path).filter(pl.col("phase").is_in(phases)).group_by("phase", "side", "reason").len(), path, manifest)
         for phase, side, reason, n in counts.iter_rows():
-            drops.setdefault((phase, side), {})[reason] = n
+            counted = drops.setdefault((phase, side), {})
+            counted[reason] = counted.get(reason, 0) + n
     return drops
 
 
