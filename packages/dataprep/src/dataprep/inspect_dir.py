@@ -77,7 +77,7 @@ def _part_stats(prepared: Prepared, part: Part, side: str, drops: dict) -> PartS
     limit = manifest[UNSUP]["block"] if part == UNSUP else manifest.max_prompt_len if part == 3 else manifest.max_seq_len
     frame = view.lazy()
     columns = TOKEN_COLUMNS[part]
-    tokens = {c: _lengths(frame, c, limit, view.manifest.out / part_dir(part)) for c in columns}
+    tokens = {c: _lengths(frame, c, limit) for c in columns}
     truncated = None
     if part in PROMPT_LEN_PHASES:
         eos = manifest.tokenizer.eos_id
@@ -87,7 +87,7 @@ def _part_stats(prepared: Prepared, part: Part, side: str, drops: dict) -> PartS
     return PartStats(part, side, len(view), limit, tokens, truncated, dict(sorted(dropped.items())))
 
 
-def _lengths(frame: pl.LazyFrame, column: str, limit: int, where: Path) -> Lengths:
+def _lengths(frame: pl.LazyFrame, column: str, limit: int) -> Lengths:
     n = pl.col(column).list.len()
     row = frame.select(
         n.min().alias("min"), n.mean().alias("mean"), n.quantile(0.5, "lower").alias("p50"),

@@ -8,6 +8,7 @@ global state, no display) and written atomically.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import uuid
 from pathlib import Path
@@ -22,10 +23,8 @@ _SIDE_STYLE = {"train": "-", "eval": "--"}
 
 def require_matplotlib() -> None:
     """Refuse --plot up front, in one line, when the extra is not installed."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise DataprepError(f"--plot needs matplotlib: {INSTALL}") from None
+    if importlib.util.find_spec("matplotlib") is None:
+        raise DataprepError(f"--plot needs matplotlib: {INSTALL}")
 
 
 def save(stats: DirStats, path: Path) -> None:
