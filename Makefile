@@ -21,6 +21,7 @@ DATA_DIR ?=
 PREPARE_ARGS ?=
 UNSUP ?=
 PYTEST_ARGS ?=
+PLOT ?=
 
 BENCH_ARGS ?=
 
@@ -55,13 +56,14 @@ DPO_ARGS ?= --per_device_train_batch_size 4 --per_device_eval_batch_size 4 --lea
 	--lr_scheduler_type cosine --zero_stage 0 --dtype fp16 --dropout 0.0 --beta 0.1
 endif
 
-.PHONY: prepare test inspect bench bench-trainer train-phase1 train-phase2 train-phase3 train-dpo clean help
+.PHONY: prepare test inspect bench bench-trainer wheels train-phase1 train-phase2 train-phase3 train-dpo clean help
 
 help:
 	@echo "make prepare [DATA=hh|PATH] [SPLIT=2,4,4] [SEED=1234] [TOKENIZER=...] [DATA_DIR=...] [OUT=...]"
 	@echo "make test     install everything (torch first) and run the test-suite"
-	@echo "make inspect  describe the first phase-1 shard of OUT"
+	@echo "make inspect [PLOT=FILE.png]   describe OUT per phase and side (rows, tokens, truncation, drops, overlap)"
 	@echo "make bench    dataprep vs DeepSpeed-Chat-style, HF datasets and the tokenizer ceiling (needs ../shared)"
+	@echo "make wheels   build the rlhfkit-dataprep and rlhfkit-trainer wheels into dist/"
 	@echo "make bench-trainer   ZeRO-3 against ZeRO-0 memory and ZeRO-3 generation, 2 CPU ranks (needs ../shared)"
 	@echo "make train-phase1 / train-phase2   SFT / reward model on OUT's shards (GPU: OPT defaults; CPU: tiny model)"
 	@echo "make train-phase3 [UNSUP=PATH]    PPO from the phase 1 and 2 checkpoints (trains them first if missing)"
@@ -89,7 +91,7 @@ prepare: $(VENV)/.dataprep
 		--max-seq-len $(MAX_SEQ_LEN) --max-prompt-len $(MAX_PROMPT_LEN) $(if $(UNSUP),--unsup $(UNSUP)) --out $(OUT) $(PREPARE_ARGS)
 
 inspect: $(VENV)/.dataprep
-	$(VENV)/bin/dataprep inspect "$$(ls $(OUT)/phase1/train-*.arrow | head -n 1)"
+	$(VENV)/bin/dataprep inspect $(OUT) $(if $(PLOT),--plot $(PLOT))
 
 # pytest exits 5 when it collected no tests: that is a failure here, not a pass.
 test: $(VENV)/.test
@@ -102,6 +104,11 @@ $(VENV)/.bench: $(VENV)/.test requirements/bench.txt
 
 bench: $(VENV)/.bench
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+# Both wheels, each built from its own pyproject (the version from its package's __init__.py).
+wheels: $(VENV)/.test
+	$(PY) -m build --outdir dist packages/dataprep
+	$(PY) -m build --outdir dist packages/trainer
 
 bench-trainer: $(VENV)/.trainer
 	$(PY) bench/zero3.py
@@ -130,4 +137,4 @@ $(OUT)/manifest.json:
 	$(MAKE) prepare
 
 clean:
-	rm -rf out checkpoints .pytest_cache
+	rm -rf out checkpoints dist .pytest_cache

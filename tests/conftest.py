@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -86,3 +88,25 @@ def spm_model(tmp_path_factory) -> Path:
         pad_id=3, minloglevel=2, character_coverage=1.0,
     )
     return root / "sp.model"
+
+
+# A fresh interpreter in which the given top-level packages are not found, as on a machine where they
+# are not installed (e.g. `pip install packages/dataprep` alone: no torch, no trainer). Every finder
+# answers "not here" for them, so `import torch` raises ModuleNotFoundError and find_spec gives None.
+_BLOCKER = """
+import sys
+class _Hide:
+    def __init__(self, finder):
+        self.finder = finder
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in {blocked!r}:
+            return None
+        return self.finder.find_spec(name, path, target)
+    def __getattr__(self, attr):
+        return getattr(self.finder, attr)
+sys.meta_path[:] = [_Hide(f) for f in sys.meta_path]
+"""
+
+
+def python_without(blocked: set[str], code: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", _BLOCKER.format(blocked=sorted(blocked)) + code], capture_output=True, text=True, cwd=cwd)

@@ -1,11 +1,11 @@
 """dataprep: RLHF preference data -> canonical Arrow tables -> DeepSpeed-Chat compatible splits ->
 memory-mapped token shards with a manifest. Never imports torch.
 
-The public API is this package's top level and `dataprep.format` (the shard contract):
+The public API is this package's top level (api.py) and `dataprep.format` (the shard contract):
 
     import dataprep
-    result = dataprep.prepare(dataprep.PrepareOptions(data=["hh"], tokenizer="gpt2", out="out/hh"))
-    shards = dataprep.open_shards("out/hh", 1, "train")     # checked, memory-mapped Arrow tables
+    d = dataprep.prepare(data=["hh"], tokenizer="gpt2", out="out/hh")   # or dataprep.open("out/hh")
+    d.phase(2, "train").to_polars()     # also .table (pyarrow), .to_hf(), .torch(), .decode(i)
 """
 
 from __future__ import annotations
@@ -24,17 +24,22 @@ _EXPORTS = {
     "open_shards": "dataprep.format",
     "PrepareOptions": "dataprep.options",
     "Result": "dataprep.pipeline",
-    "prepare": "dataprep.pipeline",
+    "open": "dataprep.api",
+    "prepare": "dataprep.api",
+    "Prepared": "dataprep.api",
+    "PhaseView": "dataprep.api",
     "Tokenizer": "dataprep.tokenizer",
     "load_tokenizer": "dataprep.tokenizer",
 }
-__all__ = ["__version__", *_EXPORTS]
+# `open` stays out of `from dataprep import *`, which would shadow the builtin.
+__all__ = ["__version__", *(name for name in _EXPORTS if name != "open")]
 
 if TYPE_CHECKING:
     from dataprep.errors import DataprepError
     from dataprep.format import FORMAT_VERSION, Manifest, Shards, open_shards
     from dataprep.options import PrepareOptions
-    from dataprep.pipeline import Result, prepare
+    from dataprep.api import PhaseView, Prepared, open, prepare
+    from dataprep.pipeline import Result
     from dataprep.tokenizer import Tokenizer, load_tokenizer
 
 

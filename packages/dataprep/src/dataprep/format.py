@@ -142,10 +142,22 @@ class Manifest:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise DataprepError(f"{path}: not valid JSON ({exc}); rerun prepare") from None
 
+    def __getitem__(self, key: str):
+        """The manifest's JSON, top level: `manifest["phases"]`, as the file reads."""
+        return self.data[key]
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.data
+
     @property
     def sealed(self) -> bool:
         """True when the manifest is exactly what prepare wrote (its content hash matches)."""
         return self.data.get("content_sha256") == content_hash(self.data)
+
+    def require_sealed(self) -> None:
+        """Refuse a manifest edited after prepare wrote it."""
+        if not self.sealed:
+            raise DataprepError(f"{self.out / MANIFEST}: edited after prepare wrote it (its content hash does not match); rerun dataprep prepare")
 
     @property
     def tokenizer(self) -> TokenizerInfo:
@@ -299,8 +311,8 @@ def open_shards(out: Path | str, part: Part, side: str = "train", full: bool = F
     second per GB read). Refuses an edited manifest, an unfinished build, a part that was not built,
     and a missing, extra or damaged shard, with one line naming it."""
     manifest = Manifest.read(out)
-    if hashed and not manifest.sealed:
-        raise DataprepError(f"{manifest.out / MANIFEST}: edited after prepare wrote it (its content hash does not match); rerun dataprep prepare")
+    if hashed:
+        manifest.require_sealed()
     info = manifest.part(part, side)
     if info is None:
         why = "prepare it with --unsup PATH" if part == UNSUP else "split weight 0?"

@@ -13,7 +13,7 @@ from dataprep import report
 from dataprep.errors import DataprepError
 from dataprep.format import PART_DIRS, TOKEN_COLUMNS, Manifest, check_shard, read_shard, schema, shard_metadata, token_lengths, validate
 from dataprep.phases import length_stats
-from dataprep.tokenizer import load_tokenizer
+from dataprep.tokenizer import load_recorded
 
 
 def inspect(path: Path, rows: int = 3) -> dict:
@@ -54,7 +54,7 @@ def inspect(path: Path, rows: int = 3) -> dict:
         "tokens": {col: length_stats(n) for col, n in lengths.items()},
         "histogram": {col: report.histogram(n) for col, n in lengths.items()},
     }
-    decoder, note = _decoder(manifest, meta["tokenizer_fingerprint"])
+    decoder, note = _decoder(manifest)
     info["decode_note"] = note
     info["first_rows"] = [_row(table, i, phase, decoder) for i in range(min(rows, table.num_rows))]
     return info
@@ -84,18 +84,16 @@ def _manifest_beside(path: Path) -> Manifest | None:
     return Manifest.read(parent.parent) if parent.name in PART_DIRS else None
 
 
-def _decoder(manifest: Manifest | None, fingerprint: str):
-    """The tokenizer named by the output's manifest, if it still has the shard's fingerprint."""
+def _decoder(manifest: Manifest | None):
+    """The tokenizer named by the output's manifest, if it still has the fingerprint the shards were
+    made with (check_shard has matched the shard's to the manifest's)."""
     if manifest is None:
         return None, "standalone shard (no manifest beside it): rows shown as token ids"
-    spec = manifest.tokenizer.load
     try:
-        tok = load_tokenizer(spec)
+        tok = load_recorded(manifest)
     except DataprepError as exc:
-        return None, f"tokenizer not loadable ({exc}): rows shown as token ids"
-    if tok.fingerprint != fingerprint:
-        return None, f"tokenizer {spec} has changed since the shard was written (fingerprint differs): not decoding"
-    return tok.decode, f"decoded with {spec}"
+        return None, f"{exc}: rows shown as token ids"
+    return tok.decode, f"decoded with {manifest.tokenizer.load}"
 
 
 def render(info: dict) -> str:

@@ -17,9 +17,12 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from dataprep.errors import DataprepError
+
+if TYPE_CHECKING:
+    from dataprep.format import Manifest
 
 # Files that define a Hugging Face tokenizer directory (weights and model configs do not).
 _HF_FILES = (
@@ -105,6 +108,20 @@ def load_tokenizer(spec: str, eos_token: str | None = None, workers: int | None 
             f"--tokenizer {spec}: not found or not a tokenizer.json, SentencePiece .model or tokenizer directory"
         )
     return _from_hub(spec, eos_token)
+
+
+def load_recorded(manifest: Manifest) -> Tokenizer:
+    """The tokenizer a prepared directory was made with, reloaded from what its manifest records (to
+    decode its rows); refused when it no longer gives the same ids (its fingerprint changed)."""
+    info = manifest.tokenizer
+    try:
+        tok = load_tokenizer(info.load, eos_token=manifest.data["options"].get("eos_token"))
+    except DataprepError as exc:
+        raise DataprepError(f"tokenizer {info.load} not loadable ({exc})") from None
+    if tok.fingerprint != info.fingerprint:
+        raise DataprepError(f"tokenizer {info.load} has changed since {manifest.out} was prepared (its fingerprint differs); "
+                            "rerun dataprep prepare")
+    return tok
 
 
 # -- tokenizers (tokenizer.json) -------------------------------------------------------------------
