@@ -25,6 +25,7 @@ def _rows(*triples) -> pa.Table:
             "prompt": list(prompts),
             "chosen": list(chosen),
             "rejected": list(rejected),
+            "assistant_spans": pa.array([None] * len(triples), pa.list_(pa.int32())),  # as the pool holds them
         }
     )
 
@@ -36,6 +37,8 @@ def test_phase_encoders_on_small_rows(bpe_json):
     one = encode_phase(1, tok, rows, max_seq_len=20, max_prompt_len=10)
     assert one.table.column("input_ids")[0].as_py() == tok.encode(["P: hi A: yes"])[0] + [tok.eos_id]
     assert one.truncated == 1 and len(one.table.column("input_ids")[1]) == 20
+    prompt_len = one.table.column("prompt_len")[0].as_py()
+    assert one.table.column("loss_mask")[0].as_py() == [0] * prompt_len + [1] * (len(tok.encode([" yes"])[0]) + 1)  # the answer and EOS
     two = encode_phase(2, tok, rows, max_seq_len=20, max_prompt_len=10)
     assert two.dropped == {1: "identical_after_truncation", 2: "no_rejected"}
     assert two.table.column("rejected_input_ids")[0].as_py() == tok.encode(["P: hi A: no"])[0] + [tok.eos_id]

@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 from dataprep.errors import DataprepError
 
 # Bumped whenever the bytes written for the same inputs and options change; part of the cache key.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: phase 1's loss_mask
 
 PHASES = (1, 2, 3)
 UNSUP = "unsup"  # phase 3's unsupervised (PTX) blocks: a part of its own, train side only
@@ -52,6 +52,9 @@ TOKEN_COLUMNS: dict[Part, tuple[str, ...]] = {
 }
 # Phases 1 and 2: tokens of the prompt at the start of each row (phase 2: the smaller of its two sides).
 PROMPT_LEN_PHASES = (1, 2)
+# Phase 1: per token of input_ids, 1 where it belongs to an assistant turn (every one, the final answer
+# and its EOS included), else 0. Trainers that learn the final answer alone use prompt_len instead.
+LOSS_MASK = "loss_mask"
 
 # normalized/: the rows every phase was cut from, where each went, and the group --split-by prompt used.
 NORMALIZED_SCHEMA = pa.schema(
@@ -88,6 +91,8 @@ def schema(part: Part, ids: pa.DataType) -> pa.Schema:
     columns += [pa.field(name, pa.list_(ids)) for name in TOKEN_COLUMNS[part]]
     if part in PROMPT_LEN_PHASES:
         columns.append(pa.field("prompt_len", pa.int32()))
+    if part == 1:
+        columns.append(pa.field(LOSS_MASK, pa.list_(pa.uint8())))
     return pa.schema(columns)
 
 

@@ -1,6 +1,6 @@
 """Stage 4 of prepare, tokenize: canonical text rows -> unpadded token columns, as DeepSpeed-Chat builds them.
 
-  phase 1 (SFT)     input_ids = tokens(prompt + chosen) + [EOS], prompt_len
+  phase 1 (SFT)     input_ids = tokens(prompt + chosen) + [EOS], prompt_len, loss_mask (loss_mask.py)
   phase 2 (reward)  chosen_input_ids, rejected_input_ids = tokens(prompt + response) + [EOS], prompt_len
   phase 3 (PPO)     prompt_input_ids = tokens(prompt); longer than --max-prompt-len: dropped
 
@@ -30,7 +30,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dataprep import memory
-from dataprep.format import PROMPT_LEN_PHASES, TOKEN_COLUMNS, schema, token_type
+from dataprep.format import LOSS_MASK, PROMPT_LEN_PHASES, TOKEN_COLUMNS, schema, token_type
+from dataprep.loss_mask import row_spans, token_mask
 from dataprep.pool import Pool, count_reasons
 from dataprep.tokenizer import Tokenizer
 
@@ -59,16 +60,26 @@ def encode_phase(
     prompts = rows.column("prompt").to_pylist()
     out = {name: [] for name in TOKEN_COLUMNS[phase]}
     prompt_lens: list[int] = []
+    loss_masks: list[np.ndarray] = []
     keep: list[int] = []
     dropped: dict[int, str] = {}
     truncated = 0
 
     if phase == 1:
-        (ids, plen), = tokenizer.encode_joined(prompts, [rows.column("chosen").to_pylist()])
-        for i, (seq, n) in enumerate(zip(ids, plen)):
+        answers, recorded = rows.column("chosen").to_pylist(), rows.column("assistant_spans").to_pylist()
+        masks = []
+        if tokenizer.encode_with_offsets is not None:
+            ids, plen, offsets = tokenizer.encode_with_offsets(prompts, answers)
+            for i in range(len(ids)):
+                masks.append(token_mask(offsets[i], row_spans(prompts[i], answers[i], recorded[i])))
+        else:  # no character offsets (a slow tokenizer): the final answer alone is marked
+            (ids, plen), = tokenizer.encode_joined(prompts, [answers])
+            masks = [np.arange(len(seq)) >= n for seq, n in zip(ids, plen)]
+        for i, (seq, n, mask) in enumerate(zip(ids, plen, masks)):
             seq, cut = _finish(seq, tokenizer.eos_id, max_seq_len)
             truncated += cut
             out["input_ids"].append(seq)
+            loss_masks.append(np.append(mask, 1)[: len(seq)].astype(np.uint8))  # the EOS ends the final answer
             prompt_lens.append(min(n, len(seq)))
             keep.append(i)
     elif phase == 2:
@@ -103,6 +114,8 @@ def encode_phase(
     columns.update({name: _token_array(values, ids) for name, values in out.items()})
     if phase in PROMPT_LEN_PHASES:
         columns["prompt_len"] = pa.array(prompt_lens, pa.int32())
+    if phase == 1:
+        columns[LOSS_MASK] = _token_array(loss_masks, pa.uint8())
     table = pa.table(columns, schema=schema(phase, ids))
     return Encoded(table, dict(sorted(dropped.items())), truncated)
 
@@ -112,7 +125,7 @@ def _finish(ids: list[int], eos_id: int, max_len: int) -> tuple[list[int], bool]
     return (ids[:max_len], True) if len(ids) > max_len else (ids, False)
 
 
-def _token_array(rows: list[list[int]], ids: pa.DataType) -> pa.Array:
+def _token_array(rows: list, ids: pa.DataType) -> pa.Array:
     """A list array built from one flat buffer and offsets (no per-row Arrow objects)."""
     lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
     offsets = np.zeros(len(rows) + 1, dtype=np.int32)

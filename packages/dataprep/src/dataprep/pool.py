@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from tqdm import tqdm
 
 from dataprep import shards
-from dataprep.format import DROPPED_SCHEMA, SIDES
+from dataprep.format import DROPPED_SCHEMA, NORMALIZED_SCHEMA, SIDES
 from dataprep.sources import CANONICAL, Dataset, iter_canonical
 from dataprep.sources.options import AdapterOptions
 
@@ -79,7 +79,7 @@ class Pool:
             rows = rows.append_column("side", pa.array(np.asarray(SIDES)[side_of[start : start + rows.num_rows]], pa.string()))
             rows = rows.append_column("phase", pa.array(phase_of[start : start + rows.num_rows]))
             kept = pc.is_null(rows.column("drop_reason"))
-            yield rows.filter(kept).drop_columns(["drop_reason"]), dropped_rows(rows.filter(pc.invert(kept)))
+            yield rows.filter(kept).select(NORMALIZED_SCHEMA.names), dropped_rows(rows.filter(pc.invert(kept)))
 
 
 def normalize(dataset: Dataset, staging: Path, options: AdapterOptions, progress: bool) -> Pool:

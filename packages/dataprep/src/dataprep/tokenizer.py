@@ -42,6 +42,8 @@ _HF_FILES = (
 _EOS_CANDIDATES = ("<|endoftext|>", "</s>", "<eos>", "<|end_of_text|>", "<|eot_id|>", "<|im_end|>", "[SEP]")
 
 Encoded = tuple[list[list[int]], list[int]]
+# Encoded, plus each token's (start, end) character offsets in prefix + suffix.
+WithOffsets = tuple[list[list[int]], list[int], list[list[tuple[int, int]]]]
 
 
 @dataclass
@@ -64,6 +66,8 @@ class Tokenizer:
     # prefix tokenized once where that provably gives the same ids (see _junction_safe).
     encode_joined: Callable[[list[str], list[list[str]]], list[Encoded]] = field(repr=False)
     decode: Callable[[list[int]], str] = field(repr=False)
+    # encode_with_prefix plus each token's character offsets (None: a slow transformers tokenizer has none).
+    encode_with_offsets: Callable[[list[str], list[str]], WithOffsets] | None = field(default=None, repr=False)
     # For --template chat: the Jinja chat template and the special-token strings templates refer to.
     chat_template: str | None = field(default=None, repr=False)
     special_tokens: dict[str, str] = field(default_factory=dict, repr=False)
@@ -143,8 +147,8 @@ def _rust_definition(serialized: str) -> bytes:
     return serialized.encode()
 
 
-def _tokenizers_codec(tok) -> tuple[Callable, Callable, Callable, Callable]:
-    """encode / encode_with_prefix / encode_joined / decode over a `tokenizers.Tokenizer`.
+def _tokenizers_codec(tok) -> tuple[Callable, Callable, Callable, Callable, Callable]:
+    """encode / encode_with_prefix / encode_joined / decode / encode_with_offsets over a `tokenizers.Tokenizer`.
 
     The prompt boundary is found in token space: the first token that holds the response's first
     character starts the response (`char_to_token`, computed in Rust), so a token straddling the
@@ -161,14 +165,18 @@ def _tokenizers_codec(tok) -> tuple[Callable, Callable, Callable, Callable]:
     def encode(texts: list[str]) -> list[list[int]]:
         return [e.ids for e in fast(texts, add_special_tokens=True)]
 
-    def encode_with_prefix(prefixes: list[str], suffixes: list[str]) -> Encoded:
+    def encode_with_offsets(prefixes: list[str], suffixes: list[str]) -> WithOffsets:
         encodings = tok.encode_batch([p + s for p, s in zip(prefixes, suffixes)], add_special_tokens=True)
-        ids, prefix_lens = [], []
+        ids, prefix_lens, offsets = [], [], []
         for prefix, enc in zip(prefixes, encodings):
             ids.append(enc.ids)
+            offsets.append(enc.offsets)
             first = enc.char_to_token(len(prefix))
             prefix_lens.append(first if first is not None else _prefix_tokens(len(prefix), enc.offsets, enc.special_tokens_mask))
-        return ids, prefix_lens
+        return ids, prefix_lens, offsets
+
+    def encode_with_prefix(prefixes: list[str], suffixes: list[str]) -> Encoded:
+        return encode_with_offsets(prefixes, suffixes)[:2]
 
     def encode_joined(prefixes: list[str], suffix_lists: list[list[str]]) -> list[Encoded]:
         if not junction_safe:
@@ -193,7 +201,7 @@ def _tokenizers_codec(tok) -> tuple[Callable, Callable, Callable, Callable]:
     def decode(ids: list[int]) -> str:
         return tok.decode(ids, skip_special_tokens=False)
 
-    return encode, encode_with_prefix, encode_joined, decode
+    return encode, encode_with_prefix, encode_joined, decode, encode_with_offsets
 
 
 def _joins(prefix: str, suffix: str) -> bool:
@@ -268,7 +276,7 @@ def _from_tokenizer_json(spec: str, path: Path, eos_token: str | None) -> Tokeni
     eos = eos_token or _config_token(config, "eos_token") or next((t for t in _EOS_CANDIDATES if t in special), None)
     if eos is None:
         raise DataprepError(f"--tokenizer {spec}: cannot tell its end-of-text token; pass --eos-token TOKEN")
-    encode, encode_with_prefix, encode_joined, decode = _tokenizers_codec(tok)
+    encode, encode_with_prefix, encode_joined, decode, encode_with_offsets = _tokenizers_codec(tok)
     ids = {"bos_token": token_id("bos_token", None), "eos_token": token_id("eos_token", eos)}
     return Tokenizer(
         spec=spec,
@@ -284,6 +292,7 @@ def _from_tokenizer_json(spec: str, path: Path, eos_token: str | None) -> Tokeni
         encode_with_prefix=encode_with_prefix,
         encode_joined=encode_joined,
         decode=decode,
+        encode_with_offsets=encode_with_offsets,
         chat_template=_pick_template((config or {}).get("chat_template"), path.parent / "chat_template.jinja"),
         special_tokens={name: tok.id_to_token(i) for name, i in ids.items() if i is not None},
     )
@@ -351,10 +360,10 @@ def _from_hf_dir(spec: str, path: Path, eos_token: str | None, revision: str | N
     backend = getattr(hf, "backend_tokenizer", None)
     if backend is not None:
         # Fast tokenizers: the Rust backend gives the same ids as hf(text) and char offsets.
-        encode, encode_with_prefix, encode_joined, decode = _tokenizers_codec(backend)
+        encode, encode_with_prefix, encode_joined, decode, encode_with_offsets = _tokenizers_codec(backend)
     else:
         encode, encode_with_prefix, decode = _slow_hf_codec(hf)
-        encode_joined = _each(encode_with_prefix)
+        encode_joined, encode_with_offsets = _each(encode_with_prefix), None
     return Tokenizer(
         spec=spec,
         kind="transformers",
@@ -369,6 +378,7 @@ def _from_hf_dir(spec: str, path: Path, eos_token: str | None, revision: str | N
         encode_with_prefix=encode_with_prefix,
         encode_joined=encode_joined,
         decode=decode,
+        encode_with_offsets=encode_with_offsets,
         chat_template=_pick_template(getattr(hf, "chat_template", None), path / "chat_template.jinja"),
         special_tokens={name: getattr(hf, name) for name in ("bos_token", "eos_token") if isinstance(getattr(hf, name, None), str)},
     )
@@ -422,13 +432,17 @@ def _from_sentencepiece(spec: str, path: Path, eos_token: str | None, workers: i
     def encode(texts: list[str]) -> list[list[int]]:
         return [head + ids for ids in sp.encode(texts, out_type=int, num_threads=threads)]
 
-    def encode_with_prefix(prefixes: list[str], suffixes: list[str]) -> Encoded:
+    def encode_with_offsets(prefixes: list[str], suffixes: list[str]) -> WithOffsets:
         mapped = sp.encode([p + s for p, s in zip(prefixes, suffixes)], return_type="offset_mapping", num_threads=threads)
-        ids, prefix_lens = [], []
+        ids, prefix_lens, offsets = [], [], []
         for prefix, m in zip(prefixes, mapped):  # offsets are character offsets into the input
             ids.append(head + m["ids"])
+            offsets.append([(0, 0)] * len(head) + list(m["offsets"]))
             prefix_lens.append(len(head) + _prefix_tokens(len(prefix), m["offsets"], [0] * len(m["ids"])))
-        return ids, prefix_lens
+        return ids, prefix_lens, offsets
+
+    def encode_with_prefix(prefixes: list[str], suffixes: list[str]) -> Encoded:
+        return encode_with_offsets(prefixes, suffixes)[:2]
 
     return Tokenizer(
         spec=spec,
@@ -444,4 +458,5 @@ def _from_sentencepiece(spec: str, path: Path, eos_token: str | None, workers: i
         encode_with_prefix=encode_with_prefix,
         encode_joined=_each(encode_with_prefix),
         decode=lambda ids: sp.decode([i for i in ids]),
+        encode_with_offsets=encode_with_offsets,
     )

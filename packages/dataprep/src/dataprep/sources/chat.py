@@ -38,8 +38,8 @@ def pair_row(row: dict, opts: AdapterOptions) -> Row:
     if not history:
         raise Skip("empty_prompt")
     reason = pair_reason(" ".join(m["content"] for m in history), chosen, rejected)
-    prompt, (chosen_text, rejected_text) = render(history, [chosen, rejected], opts)
-    return Row(prompt, chosen_text, rejected_text, reason)
+    prompt, (chosen_text, rejected_text), spans = render(history, [chosen, rejected], opts)
+    return Row(prompt, chosen_text, rejected_text, reason, assistant_spans=spans)
 
 
 def messages_row(row: dict, opts: AdapterOptions) -> Row:
@@ -47,8 +47,8 @@ def messages_row(row: dict, opts: AdapterOptions) -> Row:
     if not history:
         raise Skip("empty_prompt")
     reason = pair_reason(" ".join(m["content"] for m in history), reply, None)
-    prompt, (chosen,) = render(history, [reply], opts)
-    return Row(prompt, chosen, None, reason)
+    prompt, (chosen,), spans = render(history, [reply], opts)
+    return Row(prompt, chosen, None, reason, assistant_spans=spans)
 
 
 def _pairs(opts: AdapterOptions) -> Normalizer:

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pyarrow as pa
 
-# Canonical text columns produced by every adapter, plus the reason a row is dropped (null = kept) and
-# an optional group key: rows with the same non-null group (an SHP post, say) are one unit for
-# `--split-by prompt`; a null group means "group by the prompt text".
+# Canonical text columns produced by every adapter, plus the reason a row is dropped (null = kept), an
+# optional group key (rows with the same non-null group, an SHP post say, are one unit for
+# `--split-by prompt`; a null group means "group by the prompt text"), and the character spans of the
+# assistant's earlier turns inside the prompt, flat [start, end, start, end, ...], where the adapter
+# knows them (a chat template's rendering); null means "find them from the HH markers" (phases.py).
 CANONICAL = pa.schema(
     [
         ("prompt", pa.string()),
@@ -19,6 +21,7 @@ CANONICAL = pa.schema(
         ("rejected", pa.string()),
         ("drop_reason", pa.string()),
         ("group", pa.string()),
+        ("assistant_spans", pa.list_(pa.int32())),
     ]
 )
 

@@ -62,6 +62,7 @@ def normalize(table: pa.Table) -> pa.Table:
         out["rejected"].append(rejected)
         out["drop_reason"].append(reason)
         out["group"].append(None)
+        out["assistant_spans"].append(None)  # found from the HH markers when tokenized
     return pa.Table.from_pydict(out, schema=CANONICAL)
 
 

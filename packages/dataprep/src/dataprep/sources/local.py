@@ -82,6 +82,7 @@ def normalize_jsonfile(table: pa.Table) -> pa.Table:
         out["rejected"].append(None if rejected is None else " " + rejected)
         out["drop_reason"].append(reason)
         out["group"].append(None)
+        out["assistant_spans"].append(None)
     return pa.Table.from_pydict(out, schema=CANONICAL)
 
 
@@ -89,8 +90,8 @@ def _chat_row(row: dict, opts: AdapterOptions) -> Row:
     prompt, chosen = text(row, "prompt"), text(row, "chosen")
     rejected = None if row.get("rejected") is None else text(row, "rejected")
     reason = pair_reason(prompt, chosen, rejected)
-    rendered, (chosen, rejected) = render([{"role": "user", "content": prompt}], [chosen, rejected], opts)
-    return Row(rendered, chosen, rejected, reason)
+    rendered, (chosen, rejected), spans = render([{"role": "user", "content": prompt}], [chosen, rejected], opts)
+    return Row(rendered, chosen, rejected, reason, assistant_spans=spans)
 
 
 def jsonfile_normalizer(opts: AdapterOptions) -> Normalizer:

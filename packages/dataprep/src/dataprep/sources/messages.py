@@ -5,7 +5,10 @@ Two renderings, chosen with --template:
         prompt = "\\n\\nHuman: u1\\n\\nAssistant: a1\\n\\nHuman: u2\\n\\nAssistant:", response = " " + reply.
         A system message is put first, as is, before the first "\\n\\nHuman:".
   chat  the tokenizer's own chat template: prompt = render(history, add_generation_prompt=True),
-        response = render(history + [reply])[len(prompt):]. A template whose full rendering does not
+        response = render(history + [reply])[len(prompt):]. The assistant turns of the history are
+        located in the prompt the same way, turn k spanning from the end of render(history[:k],
+        add_generation_prompt=True) to the end of render(history[:k + 1]), end-of-turn tokens
+        included: multi-turn SFT's loss mask (phases.py) marks them. A template whose full rendering does not
         start with its prompt rendering cannot be split and the row is dropped (`template_mismatch`);
         a template that raises on a row drops it (`template_error`). A leading BOS string the template
         writes is cut when the tokenizer adds BOS itself, so the ids hold one BOS. Templates get no
@@ -44,11 +47,12 @@ def split_last(messages: list[dict[str, str]]) -> tuple[list[dict[str, str]], st
     return messages[:-1], messages[-1]["content"]
 
 
-def render(history: list[dict[str, str]], responses: list[str | None], opts: AdapterOptions) -> tuple[str, list[str | None]]:
-    """(prompt text, each response's text) under opts.template."""
+def render(history: list[dict[str, str]], responses: list[str | None], opts: AdapterOptions) -> tuple[str, list[str | None], list[int] | None]:
+    """(prompt text, each response's text, the prompt's assistant spans) under opts.template. The hh
+    form's spans are left to its markers (None); a chat template's are found as it renders."""
     if opts.template == "chat":
         return _render_chat(history, responses, opts)
-    return _render_hh(history), [None if r is None else " " + r for r in responses]
+    return _render_hh(history), [None if r is None else " " + r for r in responses], None
 
 
 def _render_hh(history: list[dict[str, str]]) -> str:
@@ -64,13 +68,24 @@ def _render_hh(history: list[dict[str, str]]) -> str:
     return "".join(parts) + "\n\nAssistant:"
 
 
-def _render_chat(history: list[dict[str, str]], responses: list[str | None], opts: AdapterOptions) -> tuple[str, list[str | None]]:
+def _render_chat(history: list[dict[str, str]], responses: list[str | None], opts: AdapterOptions) -> tuple[str, list[str | None], list[int]]:
     template = _compile(opts.chat_template)
     tokens = dict(opts.special_tokens)
+
+    def rendered(messages: list[dict[str, str]], generation: bool) -> str:
+        return template.render(messages=messages, add_generation_prompt=generation, **tokens)
+
     try:
-        prompt = template.render(messages=history, add_generation_prompt=True, **tokens)
-        whole = [None if r is None else template.render(messages=history + [{"role": "assistant", "content": r}], add_generation_prompt=False, **tokens)
-                 for r in responses]
+        prompt = rendered(history, True)
+        whole = [None if r is None else rendered(history + [{"role": "assistant", "content": r}], False) for r in responses]
+        spans = []
+        for k, message in enumerate(history):
+            if message["role"] == "assistant":
+                before, through = rendered(history[:k], True), rendered(history[: k + 1], False)
+                # A template that renders earlier turns differently from the last (some drop reasoning
+                # from them) gives no span for this turn: it is left out of the loss, never guessed.
+                if len(before) < len(through) and through.startswith(before) and prompt.startswith(through):
+                    spans += [len(before), len(through)]
     except Exception:  # jinja's own errors and the template's raise_exception: this row cannot be rendered
         raise Skip("template_error") from None
     if any(w is not None and not w.startswith(prompt) for w in whole):
@@ -78,7 +93,8 @@ def _render_chat(history: list[dict[str, str]], responses: list[str | None], opt
     cut = len(prompt)
     if opts.strip_bos and prompt.startswith(opts.strip_bos):
         prompt = prompt[len(opts.strip_bos):]
-    return prompt, [None if w is None else w[cut:] for w in whole]
+        spans = [max(0, x - len(opts.strip_bos)) for x in spans]
+    return prompt, [None if w is None else w[cut:] for w in whole], spans
 
 
 class _TemplateRaised(Exception):

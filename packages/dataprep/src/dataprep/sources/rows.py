@@ -32,6 +32,7 @@ class Row(NamedTuple):
     rejected: str | None = None
     drop_reason: str | None = None
     group: str | None = None
+    assistant_spans: list[int] | None = None  # the prompt's assistant turns, flat [start, end, ...] (CANONICAL)
 
 
 class Skip(Exception):
@@ -99,5 +100,5 @@ def build(table: pa.Table, columns: tuple[str, ...], fn: Callable[[dict], Row], 
             if strict and skip.reason in FATAL_UNDER_STRICT:
                 raise RowError(index, skip.field or "?", skip.reason) from None
             out.append(Row(None, None, None, skip.reason))
-    return pa.Table.from_arrays([pa.array(list(col), pa.string()) for col in zip(*out)] if out else
-                                [pa.array([], pa.string())] * len(CANONICAL), schema=CANONICAL)
+    columns = list(zip(*out)) if out else [()] * len(CANONICAL)
+    return pa.Table.from_arrays([pa.array(list(col), f.type) for col, f in zip(columns, CANONICAL)], schema=CANONICAL)
