@@ -135,6 +135,8 @@ def _placement(free: list[int], need: list[int], placements: list[tuple[int, ...
     none fits."""
     if len(free) == 1:  # single rows: the common case, kept cheap
         return placements[0] if need[0] <= free[0] else None
+    if max(need) > max(free):  # the longest part fits nowhere: most packs a pair is offered fail here
+        return None
     best, best_room = None, None
     for placement in placements:
         left = list(free)
