@@ -103,7 +103,9 @@ def loader(rows: ShardDataset, collate, batch_size: int, rank: int, world: int, 
     sequence. Call `loader.sampler.set_epoch(epoch)` every epoch: it re-draws the plan."""
     lengths = np.stack([rows.lengths(column) for column in TOKEN_COLUMNS[rows.phase]], axis=1)
     sampler = PackSampler(lengths, rows.max_seq_len, rank, world, seed)
-    return DataLoader(PackedRows(rows), batch_size=batch_size, sampler=sampler, collate_fn=collate)
+    # Its own generator, as runtime.loader: without one a DataLoader draws from the global RNG at every
+    # epoch's start, which a resumed run reaches at another moment (its dropout would differ).
+    return DataLoader(PackedRows(rows), batch_size=batch_size, sampler=sampler, collate_fn=collate, generator=torch.Generator().manual_seed(seed))
 
 
 @dataclass
@@ -205,8 +207,9 @@ def masked_inputs(batch: dict, additive: bool) -> dict[str, torch.Tensor]:
 def varlen_inputs(batch: dict) -> dict[str, torch.Tensor | None]:
     """One flattened row [1, S * W] with no mask: transformers finds the rows where the position ids
     restart and runs flash attention's variable-length kernel on them (SDPA reads them the same way,
-    which is how it is checked on the CPU). Models that build their own mask when given none (OPT)
-    cannot be packed this way."""
+    which is how it is checked on the CPU). Call the model with use_cache=False: with a cache,
+    transformers does not look for packed rows. Models that build their own mask when given none
+    (OPT) cannot be packed this way."""
     return {"input_ids": batch["input_ids"].reshape(1, -1), "position_ids": batch["position_ids"].reshape(1, -1), "attention_mask": None}
 
 
