@@ -148,7 +148,8 @@ def main() -> int:
     print(table(plan_table(shards, scale), ["phase", "items", "load: lengths + plan", "side file: read", "side file: write", "side file MB"]))
     print(f"\nTraining throughput on the CPU, {CONFIG.name} (16M parameters), fp32: real (non-pad) tokens/s, median of "
           f"{args.rounds} x {args.steps - 1} steps")
-    print(table(throughput_table(shards, args.batch, args.steps, args.rounds), ["phase", "batch", "unpacked", "packed", "packed / unpacked", "steps"]))
+    speeds = throughput_table(shards, args.batch, args.steps, args.rounds)
+    print(table(speeds, ["phase", "batch", "unpacked", "packed", "packed / unpacked", "steps"]))
     return 0
 
 

@@ -154,8 +154,9 @@ def opt_and_llama(vocab: int):
     from transformers import AutoModelForCausalLM, LlamaConfig, OPTConfig
 
     common = {"vocab_size": vocab, "pad_token_id": 0, "bos_token_id": 0, "eos_token_id": 0}
-    yield AutoModelForCausalLM.from_config(OPTConfig(num_hidden_layers=2, hidden_size=64, ffn_dim=128, num_attention_heads=2, word_embed_proj_dim=64,
-                                                     max_position_embeddings=512, dropout=0.0, attention_dropout=0.0, **common))
+    yield AutoModelForCausalLM.from_config(OPTConfig(num_hidden_layers=2, hidden_size=64, ffn_dim=128, num_attention_heads=2,
+                                                     word_embed_proj_dim=64, max_position_embeddings=512, dropout=0.0,
+                                                     attention_dropout=0.0, **common))
     yield AutoModelForCausalLM.from_config(LlamaConfig(num_hidden_layers=2, hidden_size=64, intermediate_size=128, num_attention_heads=2,
                                                        num_key_value_heads=2, max_position_embeddings=512, **common))
 

@@ -105,7 +105,8 @@ def loader(rows: ShardDataset, collate, batch_size: int, rank: int, world: int, 
     sampler = PackSampler(lengths, rows.max_seq_len, rank, world, seed)
     # Its own generator, as runtime.loader: without one a DataLoader draws from the global RNG at every
     # epoch's start, which a resumed run reaches at another moment (its dropout would differ).
-    return DataLoader(PackedRows(rows), batch_size=batch_size, sampler=sampler, collate_fn=collate, generator=torch.Generator().manual_seed(seed))
+    return DataLoader(PackedRows(rows), batch_size=batch_size, sampler=sampler, collate_fn=collate,
+                      generator=torch.Generator().manual_seed(seed))
 
 
 @dataclass

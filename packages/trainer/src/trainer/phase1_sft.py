@@ -68,7 +68,8 @@ def eval_metrics(totals: dict[str, float]) -> dict:
 def recipe(flags: SFTFlags) -> Recipe:
     return Recipe(
         phase=1,
-        model=lambda f, tokenizer: causal_lm(f.model_name_or_path, f.model_config, tokenizer, f.dropout, packing.varlen_kernel(f.packing, f.dtype)),
+        model=lambda f, tokenizer: causal_lm(f.model_name_or_path, f.model_config, tokenizer, f.dropout,
+                                             packing.varlen_kernel(f.packing, f.dtype)),
         collator=lambda pad_id, width: SFTCollator(pad_id, pad_to=width, mask_prompt=flags.mask_prompt),
         step=step,
         eval_names=("loss_sum", "tokens"),

@@ -32,7 +32,8 @@ class RewardFlags(F.TrainFlags):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.packing and self.loss == "divergence":
-            raise ValueError("--loss divergence compares the pair's padded positions, which packed rows do not have: use --loss last with --packing")
+            raise ValueError("--loss divergence compares the pair's padded positions, which packed rows do not have: "
+                             "use --loss last with --packing")
 
 
 def eval_sums(engine, batch: dict) -> torch.Tensor:
