@@ -1,6 +1,6 @@
 """`make bench`, training section: what --packing saves phases 1 and 2, measured in one run on the same data.
 
-    python bench/packing.py [--steps 6] [--rounds 2] [--batch 8] [--plan-scale 534382,167229]
+    python bench/packing.py [--steps 6] [--rounds 3] [--batch 8] [--plan-scale 534382,167229]
 
 Data: ../shared's two HH-RLHF test files (bench/run.py's input at its base size), prepared with the GPT-2
 tokenizer at max_seq_len 512, --split 1,1,0 (phases 1 and 2 only).
@@ -11,7 +11,8 @@ tokenizer at max_seq_len 512, --split 1,1,0 (phases 1 and 2 only).
 2. Throughput: training steps of phases 1 and 2 on the CPU, a 16M-parameter GPT-2 built from
    configs/gpt2-16m.json, fp32, --batch rows (pairs) unpacked against --batch packs packed, on the same
    shards: real (non-pad) tokens per second, the median of every step but each run's first, over
-   --rounds interleaved rounds (so load from other processes falls on both alike).
+   --rounds interleaved rounds (so load from other processes falls on both alike); beside it, the
+   ratio the padding alone predicts (real tokens per slot, packed over unpacked).
 3. Where to plan: the plan of one epoch computed at load time from the shards' lengths (what the
    trainer does) against read back from a side file written at prepare time, at the bench's size and
    with the lengths repeated to --plan-scale items (the 1M-row bench input's phase 1 rows and phase 2 pairs).
@@ -53,15 +54,8 @@ def prepare_shards() -> Path:
     return out
 
 
-def padding_table(shards: Path, sizes: list[int]) -> list[list[str]]:
-    from dataprep.stats import padding
-
-    rows = []
-    for phase in PHASES:
-        found = padding(shards, phase, "train", sizes)
-        for b in sizes:
-            rows.append([f"phase {phase}", str(b), f"{found.unpacked[b]:.1%}", f"{found.packed[b]:.1%}"])
-    return rows
+def padding_table(found: dict, sizes: list[int]) -> list[list[str]]:
+    return [[f"phase {phase}", str(b), f"{f.unpacked[b]:.1%}", f"{f.packed[b]:.1%}"] for phase, f in found.items() for b in sizes]
 
 
 def train(phase: int, shards: Path, out: Path, batch: int, steps: int, packed: bool) -> list[float]:
@@ -80,7 +74,8 @@ def train(phase: int, shards: Path, out: Path, batch: int, steps: int, packed: b
     return [r["tokens_per_s"] for r in rows if "tokens_per_s" in r][1:]
 
 
-def throughput_table(shards: Path, batch: int, steps: int, rounds: int) -> list[list[str]]:
+def throughput_table(shards: Path, found: dict, batch: int, steps: int, rounds: int) -> list[list[str]]:
+    """Real tokens/s, and what the padding alone predicts: the ratio of real tokens per slot."""
     rows = []
     for phase in PHASES:
         speeds: dict[bool, list[float]] = {False: [], True: []}
@@ -88,7 +83,9 @@ def throughput_table(shards: Path, batch: int, steps: int, rounds: int) -> list[
             for packed in (False, True):
                 speeds[packed] += train(phase, shards, WORK / f"run-{phase}-{int(packed)}-{r}", batch, steps, packed)
         unpacked, packed = statistics.median(speeds[False]), statistics.median(speeds[True])
-        rows.append([f"phase {phase}", str(batch), f"{unpacked:,.0f}", f"{packed:,.0f}", f"{packed / unpacked:.2f}x", str(len(speeds[True]))])
+        by_slots = (1 - found[phase].packed[batch]) / (1 - found[phase].unpacked[batch])
+        rows.append([f"phase {phase}", str(batch), f"{unpacked:,.0f}", f"{packed:,.0f}", f"{packed / unpacked:.2f}x", f"{by_slots:.2f}x",
+                     str(len(speeds[True]))])
     return rows
 
 
@@ -131,7 +128,7 @@ def table(rows: list[list[str]], header: list[str]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=6, help="optimizer steps per training run (the first is not counted)")
-    parser.add_argument("--rounds", type=int, default=2, help="interleaved unpacked/packed runs per phase")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved unpacked/packed runs per phase")
     parser.add_argument("--batch", type=int, default=8, help="rows or pairs (unpacked) and packs (packed) per micro-batch")
     parser.add_argument("--plan-scale", default="534382,167229", help="phase 1 rows, phase 2 pairs to time the plan at")
     args = parser.parse_args()
@@ -140,16 +137,20 @@ def main() -> int:
         print(f"bench-packing: skipped: needs ../shared/data (missing {missing[0]})", file=sys.stderr)
         return 0
     WORK.mkdir(parents=True, exist_ok=True)
+    from dataprep.stats import padding
+
     shards = prepare_shards()
     scale = dict(zip(PHASES, map(int, args.plan_scale.split(","))))
+    sizes = sorted({4, 8, 16, args.batch})
+    found = {phase: padding(shards, phase, "train", sizes) for phase in PHASES}
     print("Padding share of token slots (HH-RLHF test files, GPT-2 tokenizer, max_seq_len 512; batch: rows or pairs unpacked, packs packed)")
-    print(table(padding_table(shards, [4, 8, 16]), ["phase", "batch", "unpacked", "packed"]))
+    print(table(padding_table(found, sizes), ["phase", "batch", "unpacked", "packed"]))
     print(f"\nWhere to plan, one epoch (ms): at load time from the shards' lengths, or a side file written at prepare time")
     print(table(plan_table(shards, scale), ["phase", "items", "load: lengths + plan", "side file: read", "side file: write", "side file MB"]))
     print(f"\nTraining throughput on the CPU, {CONFIG.name} (16M parameters), fp32: real (non-pad) tokens/s, median of "
           f"{args.rounds} x {args.steps - 1} steps")
-    speeds = throughput_table(shards, args.batch, args.steps, args.rounds)
-    print(table(speeds, ["phase", "batch", "unpacked", "packed", "packed / unpacked", "steps"]))
+    speeds = throughput_table(shards, found, args.batch, args.steps, args.rounds)
+    print(table(speeds, ["phase", "batch", "unpacked", "packed", "packed / unpacked", "by slots alone", "steps"]))
     return 0
 
 
