@@ -8,8 +8,8 @@ tokenizer at max_seq_len 512, --split 1,1,0 (phases 1 and 2 only).
 1. Padding: the share of token slots that batches spend on padding, per phase and batch size,
    unpacked (rows in a seeded order, each batch padded to its longest) and packed (the trainer's plan,
    each batch of packs padded to its longest sequence): dataprep.stats, what `dataprep stats` prints.
-2. Throughput: training steps of phases 1 and 2 on the CPU, a 16M-parameter GPT-2 built from
-   configs/gpt2-16m.json, fp32, --batch rows (pairs) unpacked against --batch packs packed, on the same
+2. Throughput: training steps of phases 1 and 2 on the CPU (one thread), a 16M-parameter GPT-2 built
+   from configs/gpt2-16m.json, fp32, --batch rows (pairs) unpacked against --batch packs packed, on the same
    shards: real (non-pad) tokens per second, the median of every step but each run's first, over
    --rounds interleaved rounds (so load from other processes falls on both alike); beside it, the
    ratio the padding alone predicts (real tokens per slot, packed over unpacked).
@@ -61,7 +61,10 @@ def padding_table(found: dict, sizes: list[int]) -> list[list[str]]:
 def train(phase: int, shards: Path, out: Path, batch: int, steps: int, packed: bool) -> list[float]:
     """Real tokens per second of each step after the first."""
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
-    env.update(DS_ACCELERATOR="cpu", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", PYTHONPATH=os.pathsep.join(sys.path[:2]))
+    # One thread: on a shared machine two threads wait on each other at every op whenever either is
+    # descheduled, which scatters step times far more than the packing changes them.
+    env.update(DS_ACCELERATOR="cpu", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join(sys.path[:2]))
     shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, "-m", PHASES[phase], "--shards", str(shards), "--model_config", str(CONFIG), "--output_dir", str(out),
            "--dtype", "fp32", "--per_device_train_batch_size", str(batch), "--per_device_eval_batch_size", "1", "--eval_iters", "1",
@@ -147,7 +150,7 @@ def main() -> int:
     print(table(padding_table(found, sizes), ["phase", "batch", "unpacked", "packed"]))
     print(f"\nWhere to plan, one epoch (ms): at load time from the shards' lengths, or a side file written at prepare time")
     print(table(plan_table(shards, scale), ["phase", "items", "load: lengths + plan", "side file: read", "side file: write", "side file MB"]))
-    print(f"\nTraining throughput on the CPU, {CONFIG.name} (16M parameters), fp32: real (non-pad) tokens/s, median of "
+    print(f"\nTraining throughput on the CPU (1 thread), {CONFIG.name} (16M parameters), fp32: real (non-pad) tokens/s, median of "
           f"{args.rounds} x {args.steps - 1} steps")
     speeds = throughput_table(shards, found, args.batch, args.steps, args.rounds)
     print(table(speeds, ["phase", "batch", "unpacked", "packed", "packed / unpacked", "by slots alone", "steps"]))

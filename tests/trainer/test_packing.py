@@ -66,7 +66,7 @@ def reward_model(shards, attention: str):
     torch.manual_seed(0)
     model = RewardModel(backbone(None, TINY, Manifest.read(shards).tokenizer, attention=attention)).eval()
     with torch.no_grad():
-        model.v_head.weight.normal_()  # a random head: scores that differ between rows
+        model.v_head.weight.normal_(std=0.1)  # a random head: scores that differ between rows, of the size of logits
     return model
 
 
