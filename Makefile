@@ -27,14 +27,15 @@ BENCH_ARGS ?=
 
 # make train-phase1 / train-phase2: on a GPU box, DeepSpeed-Chat's OPT defaults through the deepspeed
 # launcher on every local GPU (prepare first with `make prepare DATA=hh`, which uses OPT's tokenizer);
-# without a GPU, a tiny GPT-2 built from a config on the embedded default, so the targets run offline.
+# without a GPU, a tiny GPT-2 built from a config on the embedded default, so the targets run offline, packed
+# (--packing stays off on GPUs until a GPU run confirms it).
 NGPUS := $(shell nvidia-smi -L 2>/dev/null | grep -c '^GPU')
 CKPT ?= checkpoints/$(notdir $(OUT))
 TINY := packages/trainer/src/trainer/configs/tiny-gpt2.json
 ifeq ($(NGPUS),0)
 LAUNCH := $(PY)
-PHASE1_ARGS ?= --model_config $(TINY) --per_device_train_batch_size 8 --max_steps 60 --learning_rate 3e-3 --dtype fp32
-PHASE2_ARGS ?= --model_config $(TINY) --per_device_train_batch_size 8 --max_steps 60 --learning_rate 1e-3 --dtype fp32
+PHASE1_ARGS ?= --model_config $(TINY) --per_device_train_batch_size 8 --max_steps 60 --learning_rate 3e-3 --dtype fp32 --packing
+PHASE2_ARGS ?= --model_config $(TINY) --per_device_train_batch_size 8 --max_steps 60 --learning_rate 1e-3 --dtype fp32 --packing
 PHASE3_ARGS ?= --per_device_generation_batch_size 8 --per_device_training_batch_size 8 --max_answer_seq_len 32 --max_steps 20 \
 	--actor_learning_rate 1e-4 --critic_learning_rate 1e-4 --num_warmup_steps 0 --dtype fp32
 # DPO starts from the tiny phase-1 checkpoint (trained first when missing).
@@ -62,7 +63,7 @@ help:
 	@echo "make prepare [DATA=hh|PATH] [SPLIT=2,4,4] [SEED=1234] [TOKENIZER=...] [DATA_DIR=...] [OUT=...]"
 	@echo "make test     install everything (torch first) and run the test-suite"
 	@echo "make inspect [PLOT=FILE.png]   describe OUT per phase and side (rows, tokens, truncation, drops, overlap)"
-	@echo "make bench    dataprep vs DeepSpeed-Chat-style, HF datasets and the tokenizer ceiling (needs ../shared)"
+	@echo "make bench    dataprep vs DeepSpeed-Chat-style, HF datasets and the tokenizer ceiling; then what --packing saves training (needs ../shared)"
 	@echo "make wheels   build the rlhfkit-dataprep and rlhfkit-trainer wheels into dist/"
 	@echo "make bench-trainer   ZeRO-3 against ZeRO-0 memory and ZeRO-3 generation, 2 CPU ranks (needs ../shared)"
 	@echo "make train-phase1 / train-phase2   SFT / reward model on OUT's shards (GPU: OPT defaults; CPU: tiny model)"
@@ -104,6 +105,7 @@ $(VENV)/.bench: $(VENV)/.test requirements/bench.txt
 
 bench: $(VENV)/.bench
 	$(PY) bench/run.py $(BENCH_ARGS)
+	$(PY) bench/packing.py
 
 # Both wheels, each built from its own pyproject (the version from its package's __init__.py).
 wheels: $(VENV)/.test

@@ -1,5 +1,6 @@
 """Phase 2 on CPU: on a small learnable preference set (the chosen reply is polite, the rejected one
-rude) the reward model reaches eval accuracy >= 0.9, and its checkpoint reloads with its head."""
+rude) the reward model reaches eval accuracy >= 0.9, padded or packed, and its checkpoint reloads with
+its head."""
 
 from __future__ import annotations
 
@@ -33,12 +34,13 @@ def preference_shards(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("loss", ["last", "divergence"])
-def test_reward_model_learns_preferences(preference_shards, tmp_path, loss):
+# Packed: 2 packs of about 20 pairs each a step (pairs here are short) against 16 pairs unpacked.
+@pytest.mark.parametrize("loss,batch", [("last", ("16",)), ("divergence", ("16",)), ("last", ("2", "--packing"))])
+def test_reward_model_learns_preferences(preference_shards, tmp_path, loss, batch):
     from trainer.reward import RewardModel
 
     out = tmp_path / "rm"
-    rows = train("trainer.phase2_reward", preference_shards, out, "--per_device_train_batch_size", "16", "--max_steps", "30",
+    rows = train("trainer.phase2_reward", preference_shards, out, "--per_device_train_batch_size", *batch, "--max_steps", "30",
                  "--learning_rate", "2e-3", "--loss", loss, "--zero_stage", "2")
     evals = [r for r in rows if "eval_accuracy" in r]
     assert evals[-1]["eval_accuracy"] >= 0.9, evals

@@ -1,6 +1,6 @@
 """--save_steps / --resume_from: a run killed with SIGKILL after a checkpoint, then started again with
 the same flags, ends with the uninterrupted run's weights and metrics (fp32 on CPU), with no step
-missing or repeated; a checkpoint of another run is refused."""
+missing or repeated, packed (--packing) or not; a checkpoint of another run is refused."""
 
 from __future__ import annotations
 
@@ -45,8 +45,10 @@ def assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
     assert worst <= 1e-6, worst
 
 
-def test_phase1_killed_and_resumed_ends_like_the_uninterrupted_run(sample_shards, tmp_path):
-    flags = ("--per_device_train_batch_size", "4", "--max_steps", "8", "--save_steps", "3", "--eval_interval", "4", "--eval_iters", "2",
+# Packed: 12 packs a batch, 5 batches an epoch of the sample, so the resumed run crosses into a new epoch's plan.
+@pytest.mark.parametrize("batch", [("4",), ("12", "--packing")])
+def test_phase1_killed_and_resumed_ends_like_the_uninterrupted_run(sample_shards, tmp_path, batch):
+    flags = ("--per_device_train_batch_size", *batch, "--max_steps", "8", "--save_steps", "3", "--eval_interval", "4", "--eval_iters", "2",
              "--learning_rate", "1e-3", "--num_warmup_steps", "2", "--dropout", "0.1")  # dropout: the RNG must resume too
     train("trainer.phase1_sft", sample_shards, tmp_path / "whole", *flags)
     killed = run("trainer.phase1_sft", sample_shards, tmp_path / "cut", *flags, kill_at=5)

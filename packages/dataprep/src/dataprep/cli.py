@@ -1,6 +1,6 @@
 """The `dataprep` command line. Errors a user can fix print as one line and exit 2; no traceback.
 
-It runs prepare's six stages (pipeline.py), and inspect, verify and datasets over their output."""
+It runs prepare's six stages (pipeline.py), and inspect, verify, stats and datasets over their output."""
 
 from __future__ import annotations
 
@@ -117,6 +117,20 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("out", type=Path, metavar="DIR", help="an output directory written by prepare")
     v.add_argument("--json", action="store_true", help="machine-readable output")
 
+    s = sub.add_parser("stats", help="padding waste of phases 1 and 2: unpacked at batch sizes, packed into max_seq_len sequences",
+                       description="The share of token slots that batches spend on padding, per phase: unpacked (rows in a seeded "
+                                   "order, each batch padded to its longest row, as the trainer does) and packed (the trainer's "
+                                   "--packing: rows, or pairs, packed into sequences of at most --max-seq-len tokens). "
+                                   "Reads token lengths only.")
+    s.add_argument("out", type=Path, metavar="DIR", help="an output directory written by prepare")
+    s.add_argument("--phase", type=int, nargs="+", choices=(1, 2), help="phases to report (default: those of 1 and 2 that DIR has)")
+    s.add_argument("--side", choices=("train", "eval"), default="train", help="(default: %(default)s)")
+    s.add_argument("--batch-size", type=int, nargs="+", default=[4, 8, 16], metavar="N",
+                   help="batch sizes: rows or pairs unpacked, packs packed (default: 4 8 16)")
+    s.add_argument("--max-seq-len", type=int, metavar="N", help="tokens per packed sequence (default: DIR's --max-seq-len, what the trainer packs to)")
+    s.add_argument("--seed", type=int, default=1234, help="the trainer's --seed, which draws the order and the plan (default: %(default)s)")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+
     d = sub.add_parser("datasets", help="list the registered datasets: name, hub id, native columns, phases")
     d.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
@@ -140,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
             return _verify(args)
         if args.command == "datasets":
             return _datasets(args)
+        if args.command == "stats":
+            return _stats(args)
         return _inspect(args)
     except DataprepError as exc:
         print(f"dataprep {args.command}: error: {exc}", file=sys.stderr)
@@ -257,6 +273,14 @@ def _inspect_dir(args: argparse.Namespace) -> int:
         save(stats, args.plot)
         if not args.json:
             print(f"\nplot: {args.plot}")
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from dataprep.stats import as_json, render, stats
+
+    found = stats(args.out, args.phase, args.side, args.batch_size, args.max_seq_len, args.seed)
+    print(json.dumps(as_json(found), indent=2) if args.json else render(found))
     return 0
 
 

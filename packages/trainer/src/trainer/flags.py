@@ -62,6 +62,8 @@ class TrainFlags(RunFlags):
     dropout: float | None = flag(None, "set every dropout of the model to this (DeepSpeed-Chat's step 2 uses 0.0; default: the model's own)")
     gradient_checkpointing: bool = flag(False, "recompute activations in the backward pass")
     pad_to_max: bool = flag(False, "pad every batch to max_seq_len, as DeepSpeed-Chat does")
+    packing: bool = flag(False, "pack rows (phase 2: pairs) into sequences of at most max_seq_len tokens, each row attending only "
+                                "to itself; --per_device_train_batch_size then counts packs (eval stays unpacked)")
     eval_interval: int = flag(0, "evaluate every N optimizer steps (0: only at the start and the end)")
     eval_iters: int = flag(100, "at most this many eval batches")
     lora_dim: int = flag(0, "LoRA rank on the layers --lora_module_name picks (0: no LoRA); their weights are then frozen")

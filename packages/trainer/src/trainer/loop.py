@@ -1,7 +1,8 @@
 """The training loop of phases 1 and 2 and of DPO: one model on one phase's shards.
 
-A phase brings a `Recipe`, what differs: its model, its collator, its step from batch to loss and its
-eval. `run` does the rest, top to bottom:
+A phase brings a `Recipe`, what differs: its model, its collator, its step from batch to loss, its
+eval, and for --packing its collator of packs and step on them (packing.py). `run` does the rest, top
+to bottom:
 
     flags -> distributed start-up -> shards (-> the recipe's setup: DPO's reference log-probs)
           -> model (checked against the shards' tokenizer; LoRA with --lora_dim)
@@ -18,7 +19,7 @@ from typing import Callable
 import torch
 
 from dataprep.format import TokenizerInfo
-from trainer import lora, resume, runtime
+from trainer import lora, packing, resume, runtime
 from trainer.checkpoint import save_model, save_tokenizer
 from trainer.flags import TrainFlags
 from trainer.models import partitioned
@@ -36,6 +37,14 @@ class Step:
 
 
 @dataclass(frozen=True)
+class Packed:
+    """What a phase adds for --packing (packing.py): its collator of packs, and its step on a packed batch."""
+
+    collator: Callable[[int, int | None], Callable[[list[packing.Pack]], dict]]  # (pad id, fixed width or None) -> collate
+    step: Callable[[torch.nn.Module, dict], Step]
+
+
+@dataclass(frozen=True)
 class Recipe:
     """What a phase adds to the loop."""
 
@@ -49,9 +58,12 @@ class Recipe:
     panels: tuple[tuple[str, ...], ...]  # metrics plotted together, one chart each
     # (train, eval, rank, world, device) -> the datasets to train and evaluate on, before the model is built
     setup: Callable[[ShardDataset, ShardDataset, int, int, torch.device], tuple] | None = None
+    packed: Packed | None = None  # None: the phase does not pack
 
 
 def run(flags: TrainFlags, recipe: Recipe) -> None:
+    if flags.packing and recipe.packed is None:
+        raise SystemExit(f"trainer: phase {recipe.phase} does not support --packing")
     rank, world, device = runtime.init_distributed()
     shards = ShardDataset(flags.shards, recipe.phase, "train"), ShardDataset(flags.shards, recipe.phase, "eval")
     train, evals = recipe.setup(*shards, rank, world, device) if recipe.setup else shards
@@ -67,15 +79,21 @@ def run(flags: TrainFlags, recipe: Recipe) -> None:
     if flags.gradient_checkpointing:
         model.gradient_checkpointing_enable()
 
-    collate = recipe.collator(tokenizer.pad_or_eos, shards[0].max_seq_len if flags.pad_to_max else None)
-    train_loader = runtime.loader(train, collate, flags.per_device_train_batch_size, rank, world, flags.seed, shuffle=True)
+    pad, width = tokenizer.pad_or_eos, shards[0].max_seq_len if flags.pad_to_max else None
+    collate = recipe.collator(pad, width)
+    if flags.packing:  # eval stays unpacked: its metrics do not depend on the flag
+        train_loader = packing.loader(train, recipe.packed.collator(pad, width), flags.per_device_train_batch_size, rank, world, flags.seed)
+    else:
+        train_loader = runtime.loader(train, collate, flags.per_device_train_batch_size, rank, world, flags.seed, shuffle=True)
+    step_of = recipe.packed.step if flags.packing else recipe.step
     eval_loader = runtime.loader(evals, collate, flags.per_device_eval_batch_size, rank, world, flags.seed, shuffle=False)
     total_steps = flags.max_steps or max(1, len(train_loader) // flags.gradient_accumulation_steps) * flags.num_train_epochs
     optim = runtime.OptimSpec(flags.learning_rate, flags.weight_decay, flags.lr_scheduler_type, flags.num_warmup_steps, total_steps,
                               flags.lora_learning_rate)
     engine = runtime.trained_engine(model, spec, optim, world)
     identity = {"phase": recipe.phase, "model": runtime.model_identity(flags.model_name_or_path, flags.model_config),
-                "tokenizer": tokenizer.fingerprint, "shards": shards[0].cache_key, "world": world, "lora": asdict(flags.lora)}
+                "tokenizer": tokenizer.fingerprint, "shards": shards[0].cache_key, "world": world, "lora": asdict(flags.lora),
+                "packing": flags.packing}
     record = resume.restore(flags.output_dir, flags.resume_from, {"model": engine}, identity, rank)
     metrics = runtime.Metrics(flags.output_dir / "metrics.jsonl", rank == 0, keep=record["metrics_lines"] if record else 0)
 
@@ -95,14 +113,14 @@ def run(flags: TrainFlags, recipe: Recipe) -> None:
         metrics.log(step=0, **evaluate())
     position = record["position"] if record else {"step": 0, "epoch": 0, "batches": 0}
     step, epoch, batches = position["step"], position["epoch"], position["batches"]
-    train_loader.sampler.skip = batches * flags.per_device_train_batch_size  # the resumed epoch's consumed rows
+    train_loader.sampler.skip = batches * flags.per_device_train_batch_size  # the resumed epoch's consumed rows (or packs)
     window = runtime.StepWindow(world, flags.gradient_accumulation_steps)
     while step < total_steps:
         train_loader.sampler.set_epoch(epoch)  # a new shuffle every epoch (DeepSpeed-Chat never calls it)
         fetched = time.perf_counter()
         for batch in train_loader:
             waited = time.perf_counter() - fetched
-            out = recipe.step(engine, {k: v.to(device) for k, v in batch.items()})
+            out = step_of(engine, {k: v.to(device) for k, v in batch.items()})
             engine.backward(out.loss)
             boundary = engine.is_gradient_accumulation_boundary()
             engine.step()

@@ -15,13 +15,16 @@ DROPOUT_FIELDS = ("dropout", "attention_dropout", "activation_dropout", "hidden_
                   "hidden_dropout_prob", "resid_pdrop", "embd_pdrop", "attn_pdrop")
 
 
-def causal_lm(model_name_or_path: str | None, model_config: Path | None, tokenizer: TokenizerInfo, dropout: float | None = None):
-    return _build("AutoModelForCausalLM", model_name_or_path, model_config, tokenizer, dropout)
+def causal_lm(model_name_or_path: str | None, model_config: Path | None, tokenizer: TokenizerInfo, dropout: float | None = None,
+              attention: str | None = None):
+    """`attention`: the attention kernel (transformers' attn_implementation; None: the model's default)."""
+    return _build("AutoModelForCausalLM", model_name_or_path, model_config, tokenizer, dropout, attention)
 
 
-def backbone(model_name_or_path: str | None, model_config: Path | None, tokenizer: TokenizerInfo, dropout: float | None = None):
+def backbone(model_name_or_path: str | None, model_config: Path | None, tokenizer: TokenizerInfo, dropout: float | None = None,
+             attention: str | None = None):
     """The transformer without its LM head (for the reward model)."""
-    return _build("AutoModel", model_name_or_path, model_config, tokenizer, dropout)
+    return _build("AutoModel", model_name_or_path, model_config, tokenizer, dropout, attention)
 
 
 @contextmanager
@@ -58,15 +61,17 @@ def load_config(path: str | Path, dropout: float | None = None):
     return config
 
 
-def _build(auto_class: str, model_name_or_path: str | None, model_config: Path | None, tokenizer: TokenizerInfo, dropout: float | None):
+def _build(auto_class: str, model_name_or_path: str | None, model_config: Path | None, tokenizer: TokenizerInfo, dropout: float | None,
+           attention: str | None):
     import transformers
 
     auto = getattr(transformers, auto_class)
+    kernel = {"attn_implementation": attention} if attention else {}
     if model_config is not None:
         config = load_config(model_config, dropout)
         _fit_config(config, tokenizer)
-        return auto.from_config(config)
-    model = auto.from_pretrained(model_name_or_path, config=load_config(model_name_or_path, dropout))
+        return auto.from_config(config, **kernel)
+    model = auto.from_pretrained(model_name_or_path, config=load_config(model_name_or_path, dropout), **kernel)
     _fit_embeddings(model, tokenizer)
     return model
 

@@ -5,6 +5,10 @@
 
 The loop is loop.run; this module says what SFT adds: the causal LM, the labels (-100 on padding, and
 on the prompt with --mask_prompt), the loss, and eval as token-weighted loss and perplexity.
+
+The loss is the token mean over the micro-batch's target tokens (transformers' causal-LM loss, as
+DeepSpeed-Chat), packed or not: --packing gives every row the same target tokens (packing.py), so a
+batch of the same rows has the same loss; a packed micro-batch just holds more rows.
 """
 
 from __future__ import annotations
@@ -14,9 +18,9 @@ from dataclasses import dataclass
 
 import torch
 
-from trainer import flags as F, runtime
+from trainer import flags as F, packing, runtime
 from trainer.collate import IGNORE_INDEX, SFTCollator
-from trainer.loop import Recipe, Step, run
+from trainer.loop import Packed, Recipe, Step, run
 from trainer.models import causal_lm
 
 
@@ -33,11 +37,20 @@ def targets(batch: dict) -> torch.Tensor:
 
 def step(engine, batch: dict) -> Step:
     out = engine(**batch, use_cache=False)
+    return Step(_loss(out, batch), tokens=int(batch["attention_mask"].sum()), samples=batch["input_ids"].shape[0])
+
+
+def packed_step(engine, batch: dict) -> Step:
+    inputs = packing.model_inputs(batch, packing.attention_of(engine))
+    out = engine(**inputs, labels=batch["labels"].view_as(inputs["input_ids"]), use_cache=False)
+    return Step(_loss(out, batch), tokens=packing.real_tokens(batch), samples=len(batch["row_len"]))
+
+
+def _loss(out, batch: dict) -> torch.Tensor:
     # A micro-batch with no target token (--mask_prompt, every answer truncated away) has a mean loss
     # over nothing, NaN: it counts as a zero loss instead, which still runs backward and step, so every
     # rank stays in step with the others.
-    loss = out.loss if int(targets(batch)) else out.logits.sum() * 0.0
-    return Step(loss, tokens=int(batch["attention_mask"].sum()), samples=batch["input_ids"].shape[0])
+    return out.loss if int(targets(batch)) else out.logits.sum() * 0.0
 
 
 def eval_sums(engine, batch: dict) -> torch.Tensor:
@@ -55,13 +68,16 @@ def eval_metrics(totals: dict[str, float]) -> dict:
 def recipe(flags: SFTFlags) -> Recipe:
     return Recipe(
         phase=1,
-        model=lambda f, tokenizer: causal_lm(f.model_name_or_path, f.model_config, tokenizer, f.dropout),
+        model=lambda f, tokenizer: causal_lm(f.model_name_or_path, f.model_config, tokenizer, f.dropout,
+                                             packing.varlen_kernel(f.packing, f.dtype)),
         collator=lambda pad_id, width: SFTCollator(pad_id, pad_to=width, mask_prompt=flags.mask_prompt),
         step=step,
         eval_names=("loss_sum", "tokens"),
         eval_sums=eval_sums,
         eval_metrics=eval_metrics,
         panels=(("loss", "eval_loss"),),
+        packed=Packed(collator=lambda pad_id, width: packing.PackedSFTCollator(pad_id, pad_to=width, mask_prompt=flags.mask_prompt),
+                      step=packed_step),
     )
 
 

@@ -6,6 +6,8 @@ A causal-LM backbone plus a scalar head scores the last real token of each seque
 loss is -logsigmoid(r_chosen - r_rejected) on those end scores (what inference and phase 3 use);
 --loss divergence gives DeepSpeed-Chat's per-token loss over the span where the pair differs.
 Eval: accuracy (chosen scored above rejected) and mean chosen / rejected scores. The loop is loop.run.
+With --packing a pair's two rows share a pack (packing.py) and each row's end score is read at its own
+last token; the divergence loss compares padded positions, so it does not pack.
 """
 
 from __future__ import annotations
@@ -14,17 +16,24 @@ from dataclasses import dataclass
 
 import torch
 
-from trainer import flags as F, runtime
+from dataprep.format import TOKEN_COLUMNS
+from trainer import flags as F, packing, runtime
 from trainer.collate import PairCollator
-from trainer.loop import Recipe, Step, run
+from trainer.loop import Packed, Recipe, Step, run
 from trainer.models import backbone
-from trainer.reward import RewardModel, pairwise_loss
+from trainer.reward import RewardModel, pairwise_loss, ranking_loss
 
 
 @dataclass(frozen=True, kw_only=True)
 class RewardFlags(F.TrainFlags):
     learning_rate: float = F.flag(5e-5, "peak learning rate")
     loss: str = F.flag("last", "end-score loss (default) or DeepSpeed-Chat's divergence-span loss", ("last", "divergence"))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.packing and self.loss == "divergence":
+            raise ValueError("--loss divergence compares the pair's padded positions, which packed rows do not have: "
+                             "use --loss last with --packing")
 
 
 def eval_sums(engine, batch: dict) -> torch.Tensor:
@@ -39,6 +48,13 @@ def eval_metrics(totals: dict[str, float]) -> dict:
     return {"eval_accuracy": totals["correct"] / pairs, "chosen_score": totals["chosen_sum"] / pairs, "rejected_score": totals["rejected_sum"] / pairs}
 
 
+def packed_step(engine, batch: dict) -> Step:
+    """The end-score loss on a packed batch: each row's score at its own last token."""
+    values = engine(**packing.model_inputs(batch, packing.attention_of(engine)))
+    loss = ranking_loss(values.reshape(-1)[packing.last_tokens(batch)])["loss"]
+    return Step(loss, tokens=packing.real_tokens(batch), samples=len(batch["row_len"]) // 2)
+
+
 def recipe(flags: RewardFlags) -> Recipe:
     def step(engine, batch: dict) -> Step:
         ids, mask = batch["input_ids"], batch["attention_mask"]
@@ -47,13 +63,15 @@ def recipe(flags: RewardFlags) -> Recipe:
 
     return Recipe(
         phase=2,
-        model=lambda f, tokenizer: RewardModel(backbone(f.model_name_or_path, f.model_config, tokenizer, f.dropout)),
+        model=lambda f, tokenizer: RewardModel(backbone(f.model_name_or_path, f.model_config, tokenizer, f.dropout,
+                                                        packing.varlen_kernel(f.packing, f.dtype))),
         collator=lambda pad_id, width: PairCollator(pad_id, pad_to=width),
         step=step,
         eval_names=("correct", "pairs", "chosen_sum", "rejected_sum"),
         eval_sums=eval_sums,
         eval_metrics=eval_metrics,
         panels=(("loss",), ("eval_accuracy",)),
+        packed=Packed(collator=lambda pad_id, width: packing.PackedCollator(pad_id, TOKEN_COLUMNS[2], pad_to=width), step=packed_step),
     )
 
 

@@ -127,22 +127,27 @@ def pairwise_loss(values: torch.Tensor, input_ids: torch.Tensor, attention_mask:
     position where the two sequences differ to the end of the longer one, averaged per pair; ends
     come from the attention mask, so left padding no longer gives an empty span (NaN)."""
     values = values.float()
-    half = values.shape[0] // 2
     scores = end_scores(values, attention_mask)
-    chosen, rejected = scores[:half], scores[half:]
     if kind == "last":
-        loss = -F.logsigmoid(chosen - rejected).mean()
-    elif kind == "divergence":
-        losses = []
-        ends = last_index(attention_mask) + 1
-        for i in range(half):
-            c_ids, r_ids = input_ids[i], input_ids[half + i]
-            c_mask, r_mask = attention_mask[i].bool(), attention_mask[half + i].bool()
-            differ = ((c_ids != r_ids) | (c_mask != r_mask)).nonzero()
-            start = int(differ[0]) if len(differ) else int(ends[i]) - 1
-            end = max(int(ends[i]), int(ends[half + i]))
-            losses.append(-F.logsigmoid(values[i, start:end] - values[half + i, start:end]).mean())
-        loss = torch.stack(losses).mean()
-    else:
+        return ranking_loss(scores)
+    if kind != "divergence":
         raise ValueError(f"unknown reward loss {kind!r}; use 'last' or 'divergence'")
-    return {"loss": loss, "chosen": chosen.detach(), "rejected": rejected.detach()}
+    half = values.shape[0] // 2
+    losses = []
+    ends = last_index(attention_mask) + 1
+    for i in range(half):
+        c_ids, r_ids = input_ids[i], input_ids[half + i]
+        c_mask, r_mask = attention_mask[i].bool(), attention_mask[half + i].bool()
+        differ = ((c_ids != r_ids) | (c_mask != r_mask)).nonzero()
+        start = int(differ[0]) if len(differ) else int(ends[i]) - 1
+        end = max(int(ends[i]), int(ends[half + i]))
+        losses.append(-F.logsigmoid(values[i, start:end] - values[half + i, start:end]).mean())
+    return {"loss": torch.stack(losses).mean(), "chosen": scores[:half].detach(), "rejected": scores[half:].detach()}
+
+
+def ranking_loss(scores: torch.Tensor) -> dict:
+    """-logsigmoid(r_chosen - r_rejected) over end scores [2B] (the B chosen rows, then the B rejected
+    rows), padded or packed alike."""
+    scores = scores.float()
+    chosen, rejected = scores[: len(scores) // 2], scores[len(scores) // 2:]
+    return {"loss": -F.logsigmoid(chosen - rejected).mean(), "chosen": chosen.detach(), "rejected": rejected.detach()}

@@ -54,6 +54,10 @@ class ShardDataset:
     def __len__(self) -> int:
         return int(self._starts[-1])
 
+    def lengths(self, column: str) -> np.ndarray:
+        """Tokens per row of a token column (from the offsets: no token is read)."""
+        return self._end[column] - self._begin[column]
+
     def __getitem__(self, index: int) -> dict[str, np.ndarray | int]:
         return self.__getitems__([index])[0]
 
