@@ -1,4 +1,4 @@
-"""Collators: dynamic or fixed padding, labels masked on padding (and prompt on request), the
+"""Collators: dynamic or fixed padding, labels masked on padding (and on what --sft_loss leaves out), the
 chosen-then-rejected pair layout, left-padded prompts."""
 
 from __future__ import annotations
@@ -20,9 +20,15 @@ def test_sft_dynamic_padding_and_labels():
 
 
 def test_sft_fixed_width_and_prompt_mask():
-    batch = SFTCollator(pad_id=0, pad_to=6, mask_prompt=True)(ROWS)
+    batch = SFTCollator(pad_id=0, pad_to=6, loss="last")(ROWS)
     assert batch["input_ids"].shape == (2, 6)
     assert batch["labels"].tolist() == [[-100, -100, 7, 8, -100, -100], [-100, 10, -100, -100, -100, -100]]
+
+
+def test_sft_loss_all_trains_on_the_loss_mask():
+    rows = [{**ROWS[0], "loss_mask": np.array([0, 1, 0, 1], np.uint8)}, {**ROWS[1], "loss_mask": np.array([1, 1], np.uint8)}]
+    batch = SFTCollator(pad_id=0, loss="all")(rows)
+    assert batch["labels"].tolist() == [[-100, 6, -100, 8], [9, 10, -100, -100]]
 
 
 def test_pairs_are_chosen_then_rejected():

@@ -24,12 +24,12 @@ ROUTES = ["sdpa", "eager", "varlen"]  # varlen: the flash-attention layout, run 
 PACKS = 3
 
 
-def same_rows(shards, phase: int, mask_prompt: bool = False) -> tuple[dict, dict]:
+def same_rows(shards, phase: int, loss: str = "full") -> tuple[dict, dict]:
     """The first PACKS packs of epoch 0, packed, and the same rows (pairs) unpacked, in the same order."""
     rows = ShardDataset(shards, phase)
     pad = rows.tokenizer.pad_or_eos
     if phase == 1:
-        packed_collate, unpacked_collate = packing.PackedSFTCollator(pad, mask_prompt=mask_prompt), SFTCollator(pad, mask_prompt=mask_prompt)
+        packed_collate, unpacked_collate = packing.PackedSFTCollator(pad, loss=loss), SFTCollator(pad, loss=loss)
     else:
         packed_collate, unpacked_collate = packing.PackedCollator(pad, ("chosen_input_ids", "rejected_input_ids")), PairCollator(pad)
     share = packing.loader(rows, packed_collate, PACKS, rank=0, world=1, seed=1).sampler.share()[:PACKS]
@@ -89,8 +89,9 @@ def test_phase1_packed_logits_and_loss_equal_unpacked(sample_shards, route):
         assert step.tokens == int(unpacked["attention_mask"].sum()) and step.samples == len(lengths)
 
 
-def test_phase1_prompt_masking_gives_the_unpacked_loss(sample_shards):
-    packed, unpacked = same_rows(sample_shards, 1, mask_prompt=True)
+@pytest.mark.parametrize("loss", ["last", "all"])
+def test_phase1_prompt_masking_gives_the_unpacked_loss(sample_shards, loss):
+    packed, unpacked = same_rows(sample_shards, 1, loss=loss)
     model = sft_model(sample_shards, "sdpa")
     with torch.no_grad():
         ref, step = phase1_sft.step(model, unpacked), phase1_sft.packed_step(model, packed)
@@ -190,7 +191,7 @@ def test_sft_collator_restarts_positions_and_masks_row_starts_and_prompts():
     assert batch["segment"].tolist() == [[0, 0, 0, 1, 1], [2, 2, 2, 2, -1]]
     assert batch["labels"].tolist() == [[-100, 2, 3, -100, 5], [-100, 7, 8, 9, -100]]
     assert (batch["row_seq"].tolist(), batch["row_start"].tolist(), batch["row_len"].tolist()) == ([0, 0, 1], [0, 3, 0], [3, 2, 4])
-    masked = packing.PackedSFTCollator(pad_id=0, pad_to=6, mask_prompt=True)(packs)
+    masked = packing.PackedSFTCollator(pad_id=0, pad_to=6, loss="last")(packs)
     assert masked["labels"].tolist() == [[-100, 2, 3, -100, 5, -100], [-100, -100, 8, 9, -100, -100]]
     assert masked["position_ids"][1].tolist() == [0, 1, 2, 3, 0, 1]  # the padding is a run of its own
 

@@ -47,7 +47,7 @@ def test_zero3_checkpoint_gives_the_same_logits(fixed_length_shards, tiny_checkp
 
 
 def test_a_micro_batch_with_no_target_token_gives_a_zero_loss_not_nan(sample_shards):
-    """--mask_prompt on rows whose answers were truncated away: every label is -100."""
+    """--sft_loss last on rows whose answers were truncated away: every label is -100."""
     from dataprep.format import Manifest
     from trainer.models import causal_lm
     from trainer.phase1_sft import eval_sums, step

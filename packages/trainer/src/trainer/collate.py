@@ -9,6 +9,19 @@ import numpy as np
 import torch
 
 IGNORE_INDEX = -100
+SFT_LOSSES = ("full", "last", "all")
+
+
+def trained_tokens(row: dict, loss: str) -> np.ndarray:
+    """Which tokens of a phase-1 row SFT trains on (bool per token of input_ids): every one ("full",
+    DeepSpeed-Chat's), the final answer from prompt_len ("last"), or every assistant turn, from the
+    shards' loss_mask ("all")."""
+    if loss == "all":
+        return np.asarray(row["loss_mask"], bool)
+    trained = np.ones(len(row["input_ids"]), bool)
+    if loss == "last":
+        trained[: row["prompt_len"]] = False
+    return trained
 
 
 def _pad(rows: list[np.ndarray], pad_id: int, width: int, left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -24,19 +37,20 @@ def _pad(rows: list[np.ndarray], pad_id: int, width: int, left: bool = False) ->
 
 @dataclass
 class SFTCollator:
-    """input_ids, attention_mask, labels (-100 on padding, and on the prompt with mask_prompt)."""
+    """input_ids, attention_mask, labels (-100 on padding and on the tokens `loss` leaves out: trained_tokens)."""
 
     pad_id: int
     pad_to: int | None = None
-    mask_prompt: bool = False
+    loss: str = "full"
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
         width = self.pad_to or max(len(r["input_ids"]) for r in rows)
         ids, mask = _pad([r["input_ids"] for r in rows], self.pad_id, width)
         labels = ids.masked_fill(mask == 0, IGNORE_INDEX)
-        if self.mask_prompt:
+        if self.loss != "full":
             for i, row in enumerate(rows):
-                labels[i, : row["prompt_len"]] = IGNORE_INDEX
+                skipped = ~trained_tokens(row, self.loss)[:width]
+                labels[i, : len(skipped)][torch.from_numpy(skipped)] = IGNORE_INDEX
         return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 

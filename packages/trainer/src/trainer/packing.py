@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from dataprep.format import TOKEN_COLUMNS
 from dataprep.packing import plan
-from trainer.collate import IGNORE_INDEX
+from trainer.collate import IGNORE_INDEX, trained_tokens
 from trainer.shard_dataset import ShardDataset
 
 VARLEN = ("flash_attention_2", "flash_attention_3")  # kernels that take packed rows from position ids
@@ -154,19 +154,21 @@ class PackedCollator:
 @dataclass
 class PackedSFTCollator:
     """Phase 1's packed batch, plus labels: -100 on padding, on each row's first token (so no row is
-    trained to predict the next row's start) and, with mask_prompt, on each row's prompt; so a row's
-    targets are exactly those it has unpacked (SFTCollator)."""
+    trained to predict the next row's start) and on the tokens `loss` leaves out (collate.trained_tokens);
+    so a row's targets are exactly those it has unpacked (SFTCollator)."""
 
     pad_id: int
     pad_to: int | None = None
-    mask_prompt: bool = False
+    loss: str = "full"
 
     def __call__(self, packs: list[Pack]) -> dict[str, torch.Tensor]:
         batch = PackedCollator(self.pad_id, TOKEN_COLUMNS[1], self.pad_to)(packs)
         labels = batch["input_ids"].masked_fill(batch["segment"] < 0, IGNORE_INDEX)
-        masked = batch["prompt_len"].clamp(min=1) if self.mask_prompt else torch.ones_like(batch["prompt_len"])
-        for seq, start, n in zip(batch["row_seq"].tolist(), batch["row_start"].tolist(), masked.tolist()):
-            labels[seq, start:start + n] = IGNORE_INDEX
+        rows = [row for pack in packs for row in pack.rows]  # row r of the batch (one part per row)
+        for row, seq, start in zip(rows, batch["row_seq"].tolist(), batch["row_start"].tolist()):
+            skipped = ~trained_tokens(row, self.loss)
+            skipped[0] = True
+            labels[seq, start : start + len(skipped)][torch.from_numpy(skipped)] = IGNORE_INDEX
         batch["labels"] = labels
         return batch
 

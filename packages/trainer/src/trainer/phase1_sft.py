@@ -4,7 +4,7 @@
     deepspeed --num_gpus 8 packages/trainer/src/trainer/phase1_sft.py ...   (same flags)
 
 The loop is loop.run; this module says what SFT adds: the causal LM, the labels (-100 on padding, and
-on the prompt with --mask_prompt), the loss, and eval as token-weighted loss and perplexity.
+on the tokens --sft_loss leaves out), the loss, and eval as token-weighted loss and perplexity.
 
 The loss is the token mean over the micro-batch's target tokens (transformers' causal-LM loss, as
 DeepSpeed-Chat), packed or not: --packing gives every row the same target tokens (packing.py), so a
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from trainer import flags as F, packing, runtime
-from trainer.collate import IGNORE_INDEX, SFTCollator
+from trainer.collate import IGNORE_INDEX, SFT_LOSSES, SFTCollator
 from trainer.loop import Packed, Recipe, Step, run
 from trainer.models import causal_lm
 
@@ -27,7 +27,8 @@ from trainer.models import causal_lm
 @dataclass(frozen=True, kw_only=True)
 class SFTFlags(F.TrainFlags):
     learning_rate: float = F.flag(1e-3, "peak learning rate")
-    mask_prompt: bool = F.flag(False, "no loss on prompt tokens (DeepSpeed-Chat trains on them)")
+    sft_loss: str = F.flag("full", "the tokens SFT learns: full, every token (DeepSpeed-Chat's); last, the final answer "
+                                   "(from prompt_len); all, every assistant turn of the dialogue (the shards' loss_mask)", SFT_LOSSES)
 
 
 def targets(batch: dict) -> torch.Tensor:
@@ -47,7 +48,7 @@ def packed_step(engine, batch: dict) -> Step:
 
 
 def _loss(out, batch: dict) -> torch.Tensor:
-    # A micro-batch with no target token (--mask_prompt, every answer truncated away) has a mean loss
+    # A micro-batch with no target token (--sft_loss last, every answer truncated away) has a mean loss
     # over nothing, NaN: it counts as a zero loss instead, which still runs backward and step, so every
     # rank stays in step with the others.
     return out.loss if int(targets(batch)) else out.logits.sum() * 0.0
@@ -70,13 +71,13 @@ def recipe(flags: SFTFlags) -> Recipe:
         phase=1,
         model=lambda f, tokenizer: causal_lm(f.model_name_or_path, f.model_config, tokenizer, f.dropout,
                                              packing.varlen_kernel(f.packing, f.dtype)),
-        collator=lambda pad_id, width: SFTCollator(pad_id, pad_to=width, mask_prompt=flags.mask_prompt),
+        collator=lambda pad_id, width: SFTCollator(pad_id, pad_to=width, loss=flags.sft_loss),
         step=step,
         eval_names=("loss_sum", "tokens"),
         eval_sums=eval_sums,
         eval_metrics=eval_metrics,
         panels=(("loss", "eval_loss"),),
-        packed=Packed(collator=lambda pad_id, width: packing.PackedSFTCollator(pad_id, pad_to=width, mask_prompt=flags.mask_prompt),
+        packed=Packed(collator=lambda pad_id, width: packing.PackedSFTCollator(pad_id, pad_to=width, loss=flags.sft_loss),
                       step=packed_step),
     )
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dataprep.format import TOKEN_COLUMNS, Part, list_views, numpy_view, open_shards
+from dataprep.format import LOSS_MASK, TOKEN_COLUMNS, Part, list_views, numpy_view, open_shards
 
 
 class ShardDataset:
@@ -28,8 +28,9 @@ class ShardDataset:
         self.tokenizer = shards.manifest.tokenizer
         self.cache_key = shards.manifest.data["cache_key"]  # what the shards were built from: a resumed run must match it
         self.sha256 = [record["sha256"] for record in shards.manifest.part(phase, side)["shards"]]  # these shards' bytes
-        values: dict[str, list[np.ndarray]] = {c: [] for c in TOKEN_COLUMNS[phase]}
-        offsets: dict[str, list[np.ndarray]] = {c: [] for c in TOKEN_COLUMNS[phase]}
+        lists = TOKEN_COLUMNS[phase] + ((LOSS_MASK,) if phase == 1 else ())  # per-token columns
+        values: dict[str, list[np.ndarray]] = {c: [] for c in lists}
+        offsets: dict[str, list[np.ndarray]] = {c: [] for c in lists}
         scalars: dict[str, list[np.ndarray]] = {}
         starts = [0]
         for table in shards.tables:
