@@ -5,7 +5,8 @@ This module and the package top level are the public face of `dataprep`'s output
 
     DIR/manifest.json                              sealed record: inputs, options, tokenizer, counts, sha256 of every file
     DIR/phase1/{train,eval}-NNNNN-of-NNNNN.arrow   SFT:    row_id, source, input_ids, prompt_len
-    DIR/phase2/...                                 reward: row_id, source, chosen_input_ids, rejected_input_ids, prompt_len
+    DIR/phase2/...                                 reward: row_id, source, chosen_input_ids, rejected_input_ids, prompt_len,
+                                                           chosen_score, rejected_score
     DIR/phase3/...                                 PPO:    row_id, source, prompt_input_ids
     DIR/unsup/train-NNNNN-of-NNNNN.arrow           PTX:    row_id, source, input_ids (fixed-length blocks)
     DIR/normalized/NAME.arrow                      canonical text rows with their side and phase
@@ -32,7 +33,8 @@ import pyarrow.compute as pc
 from dataprep.errors import DataprepError
 
 # Bumped whenever the bytes written for the same inputs and options change; part of the cache key.
-FORMAT_VERSION = 1
+# 2: phase-2 shards and normalized/ carry the graders' scores.
+FORMAT_VERSION = 2
 
 PHASES = (1, 2, 3)
 UNSUP = "unsup"  # phase 3's unsupervised (PTX) blocks: a part of its own, train side only
@@ -52,11 +54,16 @@ TOKEN_COLUMNS: dict[Part, tuple[str, ...]] = {
 }
 # Phases 1 and 2: tokens of the prompt at the start of each row (phase 2: the smaller of its two sides).
 PROMPT_LEN_PHASES = (1, 2)
+# Phase 2: the graders' scores of the two responses (float32; null where the data has none), for
+# margins and filters. Token ids do not depend on them.
+SCORE_COLUMNS = ("chosen_score", "rejected_score")
+SCORE_PHASES = (2,)
 
 # normalized/: the rows every phase was cut from, where each went, and the group --split-by prompt used.
 NORMALIZED_SCHEMA = pa.schema(
     [("row_id", pa.int64()), ("source", pa.string()), ("prompt", pa.string()), ("chosen", pa.string()),
-     ("rejected", pa.string()), ("group", pa.string()), ("side", pa.string()), ("phase", pa.int8())]
+     ("rejected", pa.string()), ("group", pa.string()), ("side", pa.string()), ("phase", pa.int8()),
+     ("chosen_score", pa.float64()), ("rejected_score", pa.float64())]
 )
 # dropped/: which row, where it was headed, why, and its text.
 DROPPED_SCHEMA = pa.schema(
@@ -88,6 +95,8 @@ def schema(part: Part, ids: pa.DataType) -> pa.Schema:
     columns += [pa.field(name, pa.list_(ids)) for name in TOKEN_COLUMNS[part]]
     if part in PROMPT_LEN_PHASES:
         columns.append(pa.field("prompt_len", pa.int32()))
+    if part in SCORE_PHASES:
+        columns += [pa.field(name, pa.float32()) for name in SCORE_COLUMNS]
     return pa.schema(columns)
 
 

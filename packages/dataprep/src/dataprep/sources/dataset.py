@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pyarrow as pa
 
-# Canonical text columns produced by every adapter, plus the reason a row is dropped (null = kept) and
-# an optional group key: rows with the same non-null group (an SHP post, say) are one unit for
-# `--split-by prompt`; a null group means "group by the prompt text".
+# Canonical text columns produced by every adapter, plus the reason a row is dropped (null = kept), an
+# optional group key (rows with the same non-null group, an SHP post say, are one unit for
+# `--split-by prompt`; a null group means "group by the prompt text") and the graders' scores of the two
+# responses, null where the data has none.
 CANONICAL = pa.schema(
     [
         ("prompt", pa.string()),
@@ -19,8 +20,18 @@ CANONICAL = pa.schema(
         ("rejected", pa.string()),
         ("drop_reason", pa.string()),
         ("group", pa.string()),
+        ("chosen_score", pa.float64()),
+        ("rejected_score", pa.float64()),
     ]
 )
+SCORES = ("chosen_score", "rejected_score")
+
+
+def canonical_table(columns: dict[str, list]) -> pa.Table:
+    """A CANONICAL table from per-column lists; a column not given (scores, from most adapters) is null."""
+    rows = len(columns["prompt"])
+    return pa.table([pa.array(columns[f.name], f.type) if f.name in columns else pa.nulls(rows, f.type) for f in CANONICAL],
+                    schema=CANONICAL)
 
 
 @dataclass(frozen=True)

@@ -27,11 +27,15 @@ def reply(text: str) -> str:
 
 
 class Row(NamedTuple):
+    """One canonical row, in CANONICAL's column order."""
+
     prompt: str | None
     chosen: str | None
     rejected: str | None = None
     drop_reason: str | None = None
     group: str | None = None
+    chosen_score: float | None = None
+    rejected_score: float | None = None
 
 
 class Skip(Exception):
@@ -42,12 +46,22 @@ class Skip(Exception):
         self.reason, self.field = reason, field
 
 
-class RowError(Exception):
-    """Under --strict: the row at `index` (within the table) has an unusable `field`."""
+class BadInput(Exception):
+    """A value no option makes sense of (a score that is not a number, ranks that do not match the
+    responses): prepare stops with one line naming the file, row and field, --strict or not."""
 
-    def __init__(self, index: int, field: str, reason: str):
-        super().__init__(f"{field}: {reason}")
-        self.index, self.field, self.reason = index, field, reason
+    def __init__(self, field: str, problem: str):
+        super().__init__(f"{field} {problem}")
+        self.field, self.problem = field, problem
+
+
+class RowError(Exception):
+    """The row at `index` (within the table) has an unusable `field`: under --strict a missing or
+    mistyped one (`reason`), always a BadInput one (`problem` says what is wrong)."""
+
+    def __init__(self, index: int, field: str, reason: str, problem: str | None = None):
+        super().__init__(f"{field}: {problem or reason}")
+        self.index, self.field, self.reason, self.problem = index, field, reason, problem
 
 
 FATAL_UNDER_STRICT = ("missing_field", "wrong_type")
@@ -87,17 +101,24 @@ def pair_reason(prompt: str, chosen: str, rejected: str | None) -> str | None:
     return None
 
 
-def build(table: pa.Table, columns: tuple[str, ...], fn: Callable[[dict], Row], strict: bool) -> pa.Table:
-    """Apply `fn` to each row of `table` (only `columns` are read; an absent column reads as null)."""
+def build(table: pa.Table, columns: tuple[str, ...], fn: Callable[[dict], Row | list[Row]], strict: bool) -> pa.Table:
+    """Apply `fn` to each row of `table` (only `columns` are read; an absent column reads as null).
+    `fn` gives one Row, or a list of them (a ranking's pairs); a row it skips gives one dropped Row."""
     present = [c for c in columns if c in table.column_names]
     native = table.select(present).to_pylist()
     out: list[Row] = []
     for index, row in enumerate(native):
         try:
-            out.append(fn(row))
+            made = fn(row)
         except Skip as skip:
             if strict and skip.reason in FATAL_UNDER_STRICT:
                 raise RowError(index, skip.field or "?", skip.reason) from None
-            out.append(Row(None, None, None, skip.reason))
-    return pa.Table.from_arrays([pa.array(list(col), pa.string()) for col in zip(*out)] if out else
-                                [pa.array([], pa.string())] * len(CANONICAL), schema=CANONICAL)
+            made = Row(None, None, None, skip.reason)
+        except BadInput as bad:
+            raise RowError(index, bad.field, "bad_input", bad.problem) from None
+        if isinstance(made, list):
+            out.extend(made)
+        else:
+            out.append(made)
+    columns_ = list(zip(*out)) if out else [()] * len(CANONICAL)
+    return pa.Table.from_arrays([pa.array(list(values), field.type) for values, field in zip(columns_, CANONICAL)], schema=CANONICAL)
