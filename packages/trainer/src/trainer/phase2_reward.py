@@ -5,6 +5,9 @@
 A causal-LM backbone plus a scalar head scores the last real token of each sequence. The default
 loss is -logsigmoid(r_chosen - r_rejected) on those end scores (what inference and phase 3 use);
 --loss divergence gives DeepSpeed-Chat's per-token loss over the span where the pair differs.
+--margin_loss subtracts the graders' score margin inside the log-sigmoid, as Llama 2's reward model
+does: -logsigmoid(r_chosen - r_rejected - (chosen_score - rejected_score)); shards without scores are
+refused, and a pair without them (in a blend) trains with margin 0.
 Eval: accuracy (chosen scored above rejected) and mean chosen / rejected scores. The loop is loop.run.
 """
 
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from trainer import flags as F, runtime
@@ -19,12 +23,20 @@ from trainer.collate import PairCollator
 from trainer.loop import Recipe, Step, run
 from trainer.models import backbone
 from trainer.reward import RewardModel, pairwise_loss
+from trainer.shard_dataset import ShardDataset
 
 
 @dataclass(frozen=True, kw_only=True)
 class RewardFlags(F.TrainFlags):
     learning_rate: float = F.flag(5e-5, "peak learning rate")
     loss: str = F.flag("last", "end-score loss (default) or DeepSpeed-Chat's divergence-span loss", ("last", "divergence"))
+    margin_loss: bool = F.flag(False, "subtract the score margin (chosen_score - rejected_score) inside the log-sigmoid, as Llama 2's "
+                                      "reward model does; needs shards with scores and --loss last")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.margin_loss and self.loss != "last":
+            raise ValueError("--margin_loss subtracts the margin from the end scores: use it with --loss last")
 
 
 def eval_sums(engine, batch: dict) -> torch.Tensor:
@@ -39,10 +51,20 @@ def eval_metrics(totals: dict[str, float]) -> dict:
     return {"eval_accuracy": totals["correct"] / pairs, "chosen_score": totals["chosen_sum"] / pairs, "rejected_score": totals["rejected_sum"] / pairs}
 
 
+def require_scores(train: ShardDataset, evals: ShardDataset, rank: int, world: int, device) -> tuple:
+    """--margin_loss needs the graders' scores: shards with none are refused before a model is built."""
+    scores = train.scalar("chosen_score"), train.scalar("rejected_score")
+    if any(s is None or np.isnan(s).all() for s in scores):
+        raise SystemExit(f"trainer: --margin_loss: the phase-2 train shards of {train.paths[0].parents[1]} have no chosen_score / "
+                         "rejected_score (the data has no scores: HH, say); prepare scored data (docs/datasets.md) or drop --margin_loss")
+    return train, evals
+
+
 def recipe(flags: RewardFlags) -> Recipe:
     def step(engine, batch: dict) -> Step:
         ids, mask = batch["input_ids"], batch["attention_mask"]
-        loss = pairwise_loss(engine(ids, mask), ids, mask, kind=flags.loss)["loss"]
+        margin = batch["margin"] if flags.margin_loss else None
+        loss = pairwise_loss(engine(ids, mask), ids, mask, kind=flags.loss, margin=margin)["loss"]
         return Step(loss, tokens=int(batch["attention_mask"].sum()), samples=batch["input_ids"].shape[0] // 2)
 
     return Recipe(
@@ -54,6 +76,7 @@ def recipe(flags: RewardFlags) -> Recipe:
         eval_sums=eval_sums,
         eval_metrics=eval_metrics,
         panels=(("loss",), ("eval_accuracy",)),
+        setup=require_scores if flags.margin_loss else None,
     )
 
 

@@ -119,10 +119,14 @@ def end_scores(values: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tens
     return values.gather(1, last_index(attention_mask).unsqueeze(1)).squeeze(1)
 
 
-def pairwise_loss(values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor, kind: str = "last") -> dict:
+def pairwise_loss(values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor, kind: str = "last",
+                  margin: torch.Tensor | None = None) -> dict:
     """Loss over a [2B, L] batch (chosen rows, then rejected rows).
 
     kind="last": -logsigmoid(r_chosen - r_rejected) on the end scores (what inference uses; default).
+    With `margin` ([B]: the graders' chosen_score - rejected_score), Llama 2's margin loss
+    -logsigmoid(r_chosen - r_rejected - margin): pairs the graders separate more widely must be
+    separated more widely; a NaN margin (a pair without scores) counts as 0.
     kind="divergence": DeepSpeed-Chat's loss, the per-token -logsigmoid over the span from the first
     position where the two sequences differ to the end of the longer one, averaged per pair; ends
     come from the attention mask, so left padding no longer gives an empty span (NaN)."""
@@ -130,8 +134,11 @@ def pairwise_loss(values: torch.Tensor, input_ids: torch.Tensor, attention_mask:
     half = values.shape[0] // 2
     scores = end_scores(values, attention_mask)
     chosen, rejected = scores[:half], scores[half:]
+    if margin is not None and kind != "last":
+        raise ValueError("the score margin applies to the end-score loss (kind='last') only")
     if kind == "last":
-        loss = -F.logsigmoid(chosen - rejected).mean()
+        shift = torch.nan_to_num(margin.float(), nan=0.0) if margin is not None else 0.0
+        loss = -F.logsigmoid(chosen - rejected - shift).mean()
     elif kind == "divergence":
         losses = []
         ends = last_index(attention_mask) + 1
