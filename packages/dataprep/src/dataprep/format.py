@@ -343,7 +343,8 @@ def numpy_view(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
     to_numpy imports pandas, which costs a noticeable fraction of a small run."""
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
-    return np.frombuffer(array.buffers()[1], dtype=np.dtype(str(array.type)))[array.offset : array.offset + len(array)]
+    # to_pandas_dtype maps to numpy without importing pandas; str() would not do ("float" is float32 in Arrow).
+    return np.frombuffer(array.buffers()[1], dtype=array.type.to_pandas_dtype())[array.offset : array.offset + len(array)]
 
 
 def list_views(column: pa.ListArray) -> tuple[np.ndarray, np.ndarray]:
