@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from dataprep.errors import DataprepError
-from dataprep.sources.ranking import best_first_pairs
+from dataprep.sources.ranking import Ranking, pairs_table
+from dataprep.sources.rows import Row
 from tests.dataprep.sources.native import read, reasons, texts, write_jsonl
 from tests.dataprep.sources.test_local import _rows
 from tests.dataprep.sources.test_ultrafeedback import TEMPLATE
@@ -29,12 +30,18 @@ def pairs(rows: list[dict]) -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize("rule, expected", [
-    ("best-vs-rest", [(1, 0), (1, 3), (1, 2)]),
-    ("best-vs-worst", [(1, 2)]),
-    ("all", [(1, 0), (1, 3), (1, 2), (0, 3), (0, 2), (3, 2)]),
+    ("best-vs-rest", [("b", "a"), ("b", "d"), ("b", "c")]),
+    ("best-vs-worst", [("b", "c")]),
+    ("all", [("b", "a"), ("b", "d"), ("b", "c"), ("a", "d"), ("a", "c"), ("d", "c")]),
 ])
-def test_rules_pair_the_best_first_order(rule, expected):
-    assert best_first_pairs([7.0, 9.0, 1.0, 7.0], rule) == expected  # equal scores keep their list order (0 before 3)
+def test_rules_pair_the_best_first_order_and_keep_native_row_order(rule, expected):
+    texts_ = ["a", "b", "c", "d"]
+    ranking = Ranking("Q", texts_, "P", texts_, [7.0, 9.0, 1.0, 7.0], [7.0, 9.0, 1.0, 7.0])
+    skipped, single = Row(None, None, None, "missing_field"), Ranking("Q2", ["x"], "P2", ["x"], [1.0], None)
+    rows = pairs_table([skipped, ranking, single], rule, keep_ties=True).to_pylist()
+    assert rows[0]["drop_reason"] == "missing_field" and rows[-1]["drop_reason"] == "too_few_responses"
+    assert [(r["chosen"], r["rejected"]) for r in rows[1:-1]] == expected  # equal scores keep their list order (a before d)
+    assert all(r["chosen_score"] >= r["rejected_score"] for r in rows[1:-1])
 
 
 def test_ultrafeedback_raw_from_a_local_copy_in_the_hub_layout(tmp_path):

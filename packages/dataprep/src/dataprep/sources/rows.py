@@ -1,19 +1,22 @@
 """Shared pieces of the per-row adapters: DeepSpeed-Chat's surface forms, field access that turns a
 missing or mistyped value into a counted drop, and the loop that builds a CANONICAL table.
 
-An adapter's row function takes one native row (a dict of the columns it reads) and returns a `Row`.
-It raises `Skip` for a row it cannot read at all; the loop records the reason (and, under --strict,
-reports the row and field instead).
+An adapter's row function takes one native row (a dict of the columns it reads) and returns a `Row`
+(a ranking's, a `Ranking`: ranking.py pairs them). It raises `Skip` for a row it cannot read at all;
+the loop records the reason (and, under --strict, reports the row and field instead). It raises
+`BadInput` for a value that is an error whatever --strict says (a score that is not a number).
 
 Stage 2 of prepare (normalize)."""
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, TypeVar
 
 import pyarrow as pa
 
 from dataprep.sources.dataset import CANONICAL
+
+T = TypeVar("T")
 
 
 def human(text: str) -> str:
@@ -101,24 +104,29 @@ def pair_reason(prompt: str, chosen: str, rejected: str | None) -> str | None:
     return None
 
 
-def build(table: pa.Table, columns: tuple[str, ...], fn: Callable[[dict], Row | list[Row]], strict: bool) -> pa.Table:
-    """Apply `fn` to each row of `table` (only `columns` are read; an absent column reads as null).
-    `fn` gives one Row, or a list of them (a ranking's pairs); a row it skips gives one dropped Row."""
+def apply(table: pa.Table, columns: tuple[str, ...], fn: Callable[[dict], T], strict: bool) -> list[T | Row]:
+    """`fn` of each row of `table` (only `columns` are read; an absent column reads as null), or for a
+    row it skips, that row dropped with its reason."""
     present = [c for c in columns if c in table.column_names]
-    native = table.select(present).to_pylist()
-    out: list[Row] = []
-    for index, row in enumerate(native):
+    out: list[T | Row] = []
+    for index, row in enumerate(table.select(present).to_pylist()):
         try:
-            made = fn(row)
+            out.append(fn(row))
         except Skip as skip:
             if strict and skip.reason in FATAL_UNDER_STRICT:
                 raise RowError(index, skip.field or "?", skip.reason) from None
-            made = Row(None, None, None, skip.reason)
+            out.append(Row(None, None, None, skip.reason))
         except BadInput as bad:
             raise RowError(index, bad.field, "bad_input", bad.problem) from None
-        if isinstance(made, list):
-            out.extend(made)
-        else:
-            out.append(made)
-    columns_ = list(zip(*out)) if out else [()] * len(CANONICAL)
-    return pa.Table.from_arrays([pa.array(list(values), field.type) for values, field in zip(columns_, CANONICAL)], schema=CANONICAL)
+    return out
+
+
+def table_of(rows: list[Row]) -> pa.Table:
+    """A CANONICAL table of `rows`."""
+    columns = list(zip(*rows)) if rows else [()] * len(CANONICAL)
+    return pa.Table.from_arrays([pa.array(list(values), field.type) for values, field in zip(columns, CANONICAL)], schema=CANONICAL)
+
+
+def build(table: pa.Table, columns: tuple[str, ...], fn: Callable[[dict], Row], strict: bool) -> pa.Table:
+    """The CANONICAL table of `fn` applied to each row of `table` (see `apply`)."""
+    return table_of(apply(table, columns, fn, strict))

@@ -17,16 +17,18 @@ An adapter: stage 2 of prepare (normalize).
 
 from __future__ import annotations
 
+import pyarrow as pa
+
 from dataprep.sources.messages import render
 from dataprep.sources.options import AdapterOptions
-from dataprep.sources.ranking import Ranking, expand, numbers, strings
-from dataprep.sources.rows import Row, Skip, build, text
+from dataprep.sources.ranking import Ranking, normalizer, numbers, strings
+from dataprep.sources.rows import Skip, text
 from dataprep.sources.spec import Adapter, Normalizer, Spec
 
 SOURCES = ("evol_instruct", "false_qa", "flan", "sharegpt", "truthful_qa", "ultrachat")
 
 
-def _row(row: dict, opts: AdapterOptions) -> list[Row]:
+def _row(row: dict, opts: AdapterOptions) -> Ranking:
     instruction, completions = text(row, "instruction"), row.get("completions")
     if completions is None:
         raise Skip("missing_field", "completions")
@@ -35,11 +37,28 @@ def _row(row: dict, opts: AdapterOptions) -> list[Row]:
     texts = strings([c.get("response") for c in completions], "completions.response")
     scores = numbers([c.get("overall_score") for c in completions], "completions.overall_score", len(texts))
     prompt, responses = render([{"role": "user", "content": instruction}], texts, opts)
-    return expand(Ranking(instruction, texts, prompt, responses, scores, scores), opts.pairs, opts.keep_ties)
+    return Ranking(instruction, texts, prompt, responses, scores, scores)
+
+
+def read_fields(table: pa.Table) -> pa.Table:
+    """`completions` with only the fields read, in Arrow: turning the critiques and annotations into
+    Python objects as well took a quarter of the normalization time (bench/rankings.py)."""
+    column = table.column("completions") if "completions" in table.column_names else None
+    if column is None or not pa.types.is_list(column.type) or not pa.types.is_struct(column.type.value_type):
+        return table  # the row function reports what is wrong with it
+    kind = column.type.value_type
+    keep = [i for i in range(kind.num_fields) if kind.field(i).name in ("response", "overall_score")]
+    chunks = []
+    for chunk in column.chunks:
+        fields = chunk.values.flatten()  # the struct's own offset and nulls applied
+        items = pa.StructArray.from_arrays([fields[i] for i in keep], fields=[kind.field(i) for i in keep], mask=chunk.values.is_null())
+        chunks.append(pa.ListArray.from_arrays(chunk.offsets, items, mask=chunk.is_null()))
+    return table.set_column(table.schema.get_field_index("completions"), "completions", pa.chunked_array(chunks))
 
 
 def _normalizer(opts: AdapterOptions) -> Normalizer:
-    return lambda table: build(table, ("instruction", "completions"), lambda row: _row(row, opts), opts.strict)
+    normalize = normalizer(("instruction", "completions"), lambda row: _row(row, opts), opts)
+    return lambda table: normalize(read_fields(table))
 
 
 ADAPTER = Adapter(name="ultrafeedback-raw", columns=("instruction", "completions"), text_fields=(),
