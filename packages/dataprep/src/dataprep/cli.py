@@ -20,7 +20,8 @@ data_split does, tokenize each phase and write memory-mapped Arrow shards plus D
 
 Output:
   DIR/phase1/{train,eval}-NNNNN-of-NNNNN.arrow   SFT: input_ids (prompt + chosen + EOS), prompt_len
-  DIR/phase2/...                                 reward: chosen_input_ids, rejected_input_ids, prompt_len
+  DIR/phase2/...                                 reward: chosen_input_ids, rejected_input_ids, prompt_len,
+                                                 chosen_score, rejected_score (null without scores)
   DIR/phase3/...                                 PPO: prompt_input_ids (<= --max-prompt-len)
   DIR/unsup/train-*.arrow                        PTX (with --unsup): input_ids, --unsup-block tokens per row
   DIR/normalized/NAME.arrow                      canonical text rows with their side and phase
