@@ -4,12 +4,14 @@ the bad input that stops prepare with one line naming the file, row and field.""
 
 from __future__ import annotations
 
+import pyarrow as pa
 import pytest
 
 from dataprep.errors import DataprepError
 from dataprep.sources.ranking import Ranking, pairs_table
 from dataprep.sources.rows import Row
-from tests.dataprep.sources.native import read, reasons, texts, write_jsonl
+from dataprep.sources.ultrafeedback_raw import read_fields
+from tests.dataprep.sources.native import read, reasons, texts, write_jsonl, write_parquet
 from tests.dataprep.sources.test_local import _rows
 from tests.dataprep.sources.test_ultrafeedback import TEMPLATE
 
@@ -117,3 +119,19 @@ def test_a_responses_list_needs_exactly_one_order(tmp_path, extra):
     path = write_jsonl(tmp_path / "ranked.jsonl", [{"prompt": "Q?", "responses": ["x", "y"], **extra}])
     with pytest.raises(DataprepError, match=r"ranked.jsonl: a 'responses' list needs exactly one of 'ranks' or 'scores'"):
         _rows(path)
+
+
+def test_ultrafeedback_raw_reads_parquet_and_counts_bad_completions(tmp_path):
+    rows = [ultrafeedback("A?", ("x", 2.0), ("y", 1.0)), {**ultrafeedback("B?", ("x", 2.0)), "completions": None},
+            {**ultrafeedback("C?", ("x", 2.0)), "completions": [completion("x", 1.0), None]},
+            {**ultrafeedback("D?", ("x", 2.0)), "completions": [{**completion("x", 1.0), "response": None}, completion("y", 2.0)]}]
+    write_parquet(tmp_path / "data" / "train-00000-of-00001.parquet", rows)
+    assert [r["drop_reason"] for r in read("ultrafeedback-raw", tmp_path)["train"]] == [None, "missing_field", "wrong_type", "missing_field"]
+
+
+def test_only_the_completion_fields_read_are_converted_whatever_the_slice():
+    table = pa.Table.from_pylist([ultrafeedback(f"Q{i}?", *((f"r{i}{k}", float(k)) for k in range(i % 3))) for i in range(6)])
+    table = pa.concat_tables([table.slice(1, 3), table.slice(4)])  # chunks with offsets into their buffers
+    projected = read_fields(table).column("completions").to_pylist()
+    expected = [[{"response": c["response"], "overall_score": c["overall_score"]} for c in row] for row in table.column("completions").to_pylist()]
+    assert projected == expected and read_fields(table.drop_columns(["completions"])).num_columns == table.num_columns - 1

@@ -73,7 +73,7 @@ class RankingCounts:
 def pairs_table(items: list[Ranking | Row], rule: str, keep_ties: bool) -> pa.Table:
     """The CANONICAL rows of a batch, in native row order: each ranking's pairs, or the one dropped row
     of a native row that gave none. A loop per ranking: pairing in one polars query over the batch
-    was measured at 0.5 to 1.9 times its speed, depending on --pairs (bench/rankings.py)."""
+    was measured at 0.5 to 1.5 times its speed, depending on --pairs (docs/benchmarks.md)."""
     rows: list[Row] = []
     for item in items:
         rows.extend([item] if isinstance(item, Row) else pairs(item, rule, keep_ties))

@@ -18,6 +18,7 @@ An adapter: stage 2 of prepare (normalize).
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from dataprep.sources.messages import render
 from dataprep.sources.options import AdapterOptions
@@ -50,9 +51,11 @@ def read_fields(table: pa.Table) -> pa.Table:
     keep = [i for i in range(kind.num_fields) if kind.field(i).name in ("response", "overall_score")]
     chunks = []
     for chunk in column.chunks:
-        fields = chunk.values.flatten()  # the struct's own offset and nulls applied
-        items = pa.StructArray.from_arrays([fields[i] for i in keep], fields=[kind.field(i) for i in keep], mask=chunk.values.is_null())
-        chunks.append(pa.ListArray.from_arrays(chunk.offsets, items, mask=chunk.is_null()))
+        start = chunk.offsets[0].as_py()  # a sliced chunk's items begin there in its values
+        values = chunk.values.slice(start, chunk.offsets[-1].as_py() - start)
+        fields = values.flatten()  # the struct's nulls applied
+        items = pa.StructArray.from_arrays([fields[i] for i in keep], fields=[kind.field(i) for i in keep], mask=values.is_null())
+        chunks.append(pa.ListArray.from_arrays(pc.subtract(chunk.offsets, start), items, mask=chunk.is_null()))
     return table.set_column(table.schema.get_field_index("completions"), "completions", pa.chunked_array(chunks))
 
 
