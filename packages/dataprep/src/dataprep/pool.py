@@ -23,9 +23,9 @@ from tqdm import tqdm
 
 from dataprep import shards
 from dataprep.format import DROPPED_SCHEMA, NORMALIZED_SCHEMA, SIDES
-from dataprep.sources import ADAPTERS, CANONICAL, Dataset, iter_canonical
-from dataprep.sources.ranking import RankingCounts
+from dataprep.sources import CANONICAL, Dataset, iter_canonical
 from dataprep.sources.options import AdapterOptions
+from dataprep.sources.ranking import RankingCounts
 
 # Rows per record batch of the pool file. Phase parts are read in DeepSpeed-Chat's (random) order, one
 # Arrow take per batch a chunk touches (shards.take_rows): tiny batches make that a call per row (8-row
@@ -61,7 +61,7 @@ class Pool:
     @property
     def ranked(self) -> bool:
         """A dataset of rankings: its rows are pairs, several per prompt, split by prompt group always."""
-        return any(f.adapter is not None and ADAPTERS[f.adapter].responses is not None for f in self.files)
+        return any(f.ranking is not None for f in self.files)
 
     @property
     def size(self) -> int:
