@@ -41,6 +41,13 @@ def test_pairs_are_chosen_then_rejected():
     assert PairCollator(pad_id=0)(rows)["ref_logps"].tolist() == [-1.5, -3.0, -2.5, -4.0]
 
 
+def test_pairs_with_scores_carry_their_margin():
+    rows = [{"chosen_input_ids": np.array([1, 2]), "rejected_input_ids": np.array([1, 3]), "prompt_len": 1, "chosen_score": 9.0, "rejected_score": 7.5},
+            {"chosen_input_ids": np.array([4]), "rejected_input_ids": np.array([5]), "prompt_len": 0, "chosen_score": np.nan, "rejected_score": np.nan}]
+    margin = PairCollator(pad_id=0)(rows)["margin"]
+    assert margin[0].item() == 1.5 and torch.isnan(margin[1])  # NaN: the data had no scores for that pair
+
+
 def test_prompts_are_left_padded():
     rows = [{"prompt_input_ids": np.array([1, 2, 3])}, {"prompt_input_ids": np.array([4, 5])}]
     batch = PromptCollator(pad_id=0, pad_to=5)(rows)

@@ -30,6 +30,19 @@ def test_last_token_loss():
     assert math.isclose(out["loss"].item(), -math.log(1 / (1 + math.exp(-1.5))), rel_tol=1e-6)
 
 
+def test_margin_loss_subtracts_the_score_margin_inside_the_log_sigmoid():
+    values = torch.tensor([[0.0, 2.0, 0.0], [0.0, 3.0, 1.0], [0.0, 0.5, 0.0], [0.0, 1.0, 1.0]])  # 2 pairs: chosen rows, rejected rows
+    mask = torch.tensor([[1, 1, 0], [1, 1, 1], [1, 1, 0], [1, 1, 1]])
+    ids = torch.ones_like(mask)
+    margin = torch.tensor([1.0, float("nan")])  # the second pair has no scores: margin 0
+    # Llama 2: -log sigmoid(r_c - r_r - m), end scores 2 - 0.5 - 1 and 1 - 1 - 0.
+    expected = (math.log(1 + math.exp(-0.5)) + math.log(2.0)) / 2
+    assert math.isclose(pairwise_loss(values, ids, mask, margin=margin)["loss"].item(), expected, rel_tol=1e-6)
+    assert not math.isclose(pairwise_loss(values, ids, mask)["loss"].item(), expected, rel_tol=1e-3)
+    with pytest.raises(ValueError, match="kind='last'"):
+        pairwise_loss(values, ids, mask, kind="divergence", margin=margin)
+
+
 def test_divergence_loss_matches_deepspeed_chat_on_right_padding():
     torch.manual_seed(0)
     ids = torch.tensor([[5, 6, 7, 8, 0, 0], [5, 6, 9, 0, 0, 0]])

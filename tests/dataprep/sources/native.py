@@ -30,8 +30,8 @@ def read(name: str, data_dir: Path, **options) -> dict[str, list[dict]]:
     dataset = resolve(name, data_dir=data_dir)
     out: dict[str, list[dict]] = {}
     for file in dataset.files:
-        for table, _ in iter_canonical(dataset, file, AdapterOptions(**options)):
-            out.setdefault(file.side, []).extend(table.to_pylist())
+        for batch in iter_canonical(dataset, file, AdapterOptions(**options)):
+            out.setdefault(file.side, []).extend(batch.table.to_pylist())
     return out
 
 

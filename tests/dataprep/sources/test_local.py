@@ -15,8 +15,8 @@ TEMPLATE = "{% for m in messages %}[{{ m['role'] }}]{{ m['content'] }}\n{% endfo
 def _rows(path, **options) -> tuple[str, list[dict]]:
     dataset = resolve(str(path))
     out, name = [], None
-    for table, name in iter_canonical(dataset, dataset.files[0], AdapterOptions(**options)):
-        out += table.to_pylist()
+    for batch in iter_canonical(dataset, dataset.files[0], AdapterOptions(**options)):
+        out, name = out + batch.table.to_pylist(), batch.adapter
     return name, out
 
 

@@ -33,7 +33,7 @@ def test_datasets_command_lists_every_registered_name():
     entries = {e["name"]: e for e in json.loads(proc.stdout)}
     assert entries["shp"]["hub_id"] == "stanfordnlp/SHP" and entries["shp"]["phases"] == [1, 2, 3]
     assert entries["zhihu-kol"]["phases"] == [1, 3] and "INSTRUCTION" in entries["zhihu-kol"]["native_columns"]
-    assert entries["mkqa-zh"]["aliases"] == ["mkqa-Chinese"] and len(entries) == 18
+    assert entries["mkqa-zh"]["aliases"] == ["mkqa-Chinese"] and len(entries) == 19
     text = run("datasets").stdout
     assert "Cohere/miracl-ja-queries-22-12" in text and "phases: 1,3 (SFT-only)" in text
 

@@ -20,7 +20,8 @@ data_split does, tokenize each phase and write memory-mapped Arrow shards plus D
 
 Output:
   DIR/phase1/{train,eval}-NNNNN-of-NNNNN.arrow   SFT: input_ids (prompt + chosen + EOS), prompt_len
-  DIR/phase2/...                                 reward: chosen_input_ids, rejected_input_ids, prompt_len
+  DIR/phase2/...                                 reward: chosen_input_ids, rejected_input_ids, prompt_len,
+                                                 chosen_score, rejected_score (null without scores)
   DIR/phase3/...                                 PPO: prompt_input_ids (<= --max-prompt-len)
   DIR/unsup/train-*.arrow                        PTX (with --unsup): input_ids, --unsup-block tokens per row
   DIR/normalized/NAME.arrow                      canonical text rows with their side and phase
@@ -82,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "(the tokenizer's chat template) (default: %(default)s)")
     p.add_argument("--shp-min-score-ratio", type=float, metavar="R", help="SHP: drop pairs whose score_ratio is below R (card: 2)")
     p.add_argument("--shp-max-pairs-per-post", type=int, metavar="N", help="SHP: keep at most N pairs per post (card: 5)")
+    p.add_argument("--pairs", choices=("best-vs-rest", "all", "best-vs-worst"),
+                   help="ranking datasets (K responses per prompt with ranks or scores, e.g. ultrafeedback-raw): the best "
+                        "against each other (K-1 pairs; the default), all K(K-1)/2 pairs, or the best against the worst (1)")
+    p.add_argument("--keep-ties", action="store_true",
+                   help="keep pairs whose two scores (or ranks) are equal; by default they are dropped and counted as tie")
     p.add_argument("--revision", metavar="REV", help="hub revision (branch, tag or commit) for registered datasets")
     p.add_argument("--split", default="2,4,4", metavar="A,B,C", help="phase 1,2,3 weights, DeepSpeed-Chat's data_split (default: %(default)s)")
     p.add_argument("--seed", type=int, default=1234, help="split and blend seed (default: %(default)s)")
@@ -200,6 +206,8 @@ def _prepare(args: argparse.Namespace) -> int:
         shp_min_score_ratio=args.shp_min_score_ratio,
         shp_max_pairs_per_post=args.shp_max_pairs_per_post,
         split_by=args.split_by,
+        pairs=args.pairs,
+        keep_ties=args.keep_ties,
         progress=not (args.quiet or args.json),
     )
     result = prepare(opts)
@@ -219,7 +227,8 @@ def _prepare(args: argparse.Namespace) -> int:
         rows = ", ".join(f"{s} {n}" for s, n in d["rows"].items())
         drops = ", ".join(f"{k} {v}" for k, v in dropped.items()) or "none"
         role = " (sft-only: phase 1)" if d.get("role") == "sft_only" else ""
-        print(f"{d['name']}{role}: {len(d['files'])} files, rows {rows}{carve}; dropped while parsing: {drops}{report.groups_note(d)}")
+        print(f"{d['name']}{role}: {len(d['files'])} files, rows {rows}{carve}; dropped while parsing: {drops}{report.groups_note(d)}"
+              f"{report.ranking_note(d, m['options']['pairs'])}")
     if "unsup" in m:
         u = m["unsup"]
         drops = ", ".join(f"{k} {v}" for k, v in u["dropped"].items()) or "none"

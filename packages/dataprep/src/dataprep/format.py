@@ -5,7 +5,8 @@ This module and the package top level are the public face of `dataprep`'s output
 
     DIR/manifest.json                              sealed record: inputs, options, tokenizer, counts, sha256 of every file
     DIR/phase1/{train,eval}-NNNNN-of-NNNNN.arrow   SFT:    row_id, source, input_ids, prompt_len
-    DIR/phase2/...                                 reward: row_id, source, chosen_input_ids, rejected_input_ids, prompt_len
+    DIR/phase2/...                                 reward: row_id, source, chosen_input_ids, rejected_input_ids, prompt_len,
+                                                           chosen_score, rejected_score
     DIR/phase3/...                                 PPO:    row_id, source, prompt_input_ids
     DIR/unsup/train-NNNNN-of-NNNNN.arrow           PTX:    row_id, source, input_ids (fixed-length blocks)
     DIR/normalized/NAME.arrow                      canonical text rows with their side and phase
@@ -32,7 +33,7 @@ import pyarrow.compute as pc
 from dataprep.errors import DataprepError
 
 # Bumped whenever the bytes written for the same inputs and options change; part of the cache key.
-FORMAT_VERSION = 2  # 2: phase 1's loss_mask
+FORMAT_VERSION = 2  # 2: phase 1's loss_mask, and the graders' scores in phase-2 shards and normalized/
 
 PHASES = (1, 2, 3)
 UNSUP = "unsup"  # phase 3's unsupervised (PTX) blocks: a part of its own, train side only
@@ -55,11 +56,16 @@ PROMPT_LEN_PHASES = (1, 2)
 # Phase 1: per token of input_ids, 1 where it belongs to an assistant turn (every one, the final answer
 # and its EOS included), else 0. Trainers that learn the final answer alone use prompt_len instead.
 LOSS_MASK = "loss_mask"
+# Phase 2: the graders' scores of the two responses (float32; null where the data has none), for
+# margins and filters. Token ids do not depend on them.
+SCORE_COLUMNS = ("chosen_score", "rejected_score")
+SCORE_PHASES = (2,)
 
 # normalized/: the rows every phase was cut from, where each went, and the group --split-by prompt used.
 NORMALIZED_SCHEMA = pa.schema(
     [("row_id", pa.int64()), ("source", pa.string()), ("prompt", pa.string()), ("chosen", pa.string()),
-     ("rejected", pa.string()), ("group", pa.string()), ("side", pa.string()), ("phase", pa.int8())]
+     ("rejected", pa.string()), ("group", pa.string()), ("side", pa.string()), ("phase", pa.int8()),
+     ("chosen_score", pa.float64()), ("rejected_score", pa.float64())]
 )
 # dropped/: which row, where it was headed, why, and its text.
 DROPPED_SCHEMA = pa.schema(
@@ -93,6 +99,8 @@ def schema(part: Part, ids: pa.DataType) -> pa.Schema:
         columns.append(pa.field("prompt_len", pa.int32()))
     if part == 1:
         columns.append(pa.field(LOSS_MASK, pa.list_(pa.uint8())))
+    if part in SCORE_PHASES:
+        columns += [pa.field(name, pa.float32()) for name in SCORE_COLUMNS]
     return pa.schema(columns)
 
 
@@ -339,7 +347,8 @@ def numpy_view(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
     to_numpy imports pandas, which costs a noticeable fraction of a small run."""
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
-    return np.frombuffer(array.buffers()[1], dtype=np.dtype(str(array.type)))[array.offset : array.offset + len(array)]
+    # to_pandas_dtype maps to numpy without importing pandas; str() would not do ("float" is float32 in Arrow).
+    return np.frombuffer(array.buffers()[1], dtype=array.type.to_pandas_dtype())[array.offset : array.offset + len(array)]
 
 
 def list_views(column: pa.ListArray) -> tuple[np.ndarray, np.ndarray]:

@@ -14,7 +14,8 @@ from dataprep.errors import DataprepError
 from dataprep.format import FORMAT_VERSION, PHASES, file_sha256, sha256_json
 from dataprep.options import PrepareOptions
 from dataprep.sources import ADAPTER_VERSIONS, Dataset, local, resolve
-from dataprep.sources.options import AdapterOptions, from_prepare as adapter_options
+from dataprep.sources.canonical import is_ranking
+from dataprep.sources.options import PAIR_RULES, AdapterOptions, from_prepare as adapter_options
 from dataprep.split import SFT_ONLY, Split
 from dataprep.tokenizer import Tokenizer, load_tokenizer
 
@@ -66,6 +67,9 @@ def resolve_inputs(opts: PrepareOptions) -> Inputs:
     names, weights = blend.parse_data(list(opts.data))
     blend.check_sft_only(list(opts.sft_only_data))
     datasets = _resolve_all(names, opts)
+    if opts.pairs is not None and not any(is_ranking(d.dataset, opts.columns) for d in datasets):
+        raise DataprepError(f"--pairs {opts.pairs}: no ranking dataset among --data (a 'responses' list with 'ranks' or 'scores', "
+                            "or a registered one such as ultrafeedback-raw)")
     tokenizer = load_tokenizer(opts.tokenizer, eos_token=opts.eos_token, workers=opts.workers)
     adapters = adapter_options(opts, tokenizer, [d.dataset for d in datasets])
     unsup = [_hashed(_unsup_dataset(p), "unsup") for p in opts.unsup]
@@ -88,6 +92,8 @@ def _check(opts: PrepareOptions) -> Split:
         raise DataprepError(f"--out {opts.out}: exists and is not a directory")
     if opts.split_by not in ("row", "prompt"):
         raise DataprepError(f"--split-by {opts.split_by}: expected row or prompt")
+    if opts.pairs not in (None, *PAIR_RULES):
+        raise DataprepError(f"--pairs {opts.pairs}: expected one of {', '.join(PAIR_RULES)}")
     split = Split.parse(opts.split)
     if opts.sft_only_data and split.weights[0] == 0:
         raise DataprepError(f"--sft-only-data feeds phase 1 only, but --split {opts.split} builds no phase 1; drop it or give phase 1 a weight")
@@ -145,6 +151,8 @@ def _key_fields(opts: PrepareOptions, weights: list[Fraction] | None) -> dict:
         "data_weights": None if weights is None else [float(w) for w in weights],
         "unsup": list(opts.unsup),
         "unsup_block": opts.unsup_block,
+        "pairs": opts.pairs or PAIR_RULES[0],
+        "keep_ties": opts.keep_ties,
     }
 
 

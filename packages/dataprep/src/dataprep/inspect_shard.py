@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from dataprep import report
 from dataprep.errors import DataprepError
-from dataprep.format import PART_DIRS, TOKEN_COLUMNS, Manifest, check_shard, read_shard, schema, shard_metadata, token_lengths, validate
+from dataprep.format import PART_DIRS, SCORE_COLUMNS, TOKEN_COLUMNS, Manifest, check_shard, read_shard, schema, shard_metadata, token_lengths, validate
 from dataprep.phases import length_stats
 from dataprep.tokenizer import load_recorded
 
@@ -62,8 +62,9 @@ def inspect(path: Path, rows: int = 3) -> dict:
 
 def _row(table: pa.Table, i: int, phase: int | str, decoder) -> dict:
     row = {"row_id": table.column("row_id")[i].as_py(), "source": table.column("source")[i].as_py()}
-    if "prompt_len" in table.column_names:
-        row["prompt_len"] = table.column("prompt_len")[i].as_py()
+    for col in ("prompt_len", *SCORE_COLUMNS):
+        if col in table.column_names:
+            row[col] = table.column(col)[i].as_py()
     for col in TOKEN_COLUMNS[phase]:
         ids = table.column(col)[i].as_py()
         row[col] = {"length": len(ids), "head": ids[:16]}
@@ -112,7 +113,8 @@ def render(info: dict) -> str:
         lines.append(report.render_histogram(info["histogram"][col]))
     lines.append(f"first rows  ({info['decode_note']})")
     for row in info["first_rows"]:
-        extra = f"  prompt_len {row['prompt_len']}" if "prompt_len" in row else ""
+        extra = "".join(f"  {col} {row[col]:g}" if isinstance(row[col], float) else f"  {col} {row[col]}"
+                        for col in ("prompt_len", *SCORE_COLUMNS) if row.get(col) is not None)
         lines.append(f"  row_id {row['row_id']}  source {row['source']}{extra}")
         for col in (c for c in row if isinstance(row[c], dict)):
             body = row[col].get("text")

@@ -49,7 +49,8 @@ def assemble(inputs: Inputs, pools: list[Pool], plan: SplitPlan, parts: dict[tup
 
 def _input_record(record: dict, role: str, pool: Pool, split: DatasetSplit) -> dict:
     """One dataset's record: its files with their row and drop counts, then how it was split."""
-    files = [{**f, "rows": counts.rows, "dropped": counts.dropped, **({"adapter": counts.adapter} if counts.adapter else {})}
+    files = [{**f, "rows": counts.rows, "dropped": counts.dropped, **({"adapter": counts.adapter} if counts.adapter else {}),
+              **({"ranking": counts.ranking.record()} if counts.ranking else {})}
              for f, counts in zip(record["files"], pool.files)]
     sides = pool.side_rows()
     out = {**record, "files": files, "rows": {side: len(rows) for side, rows in sides.items()},
@@ -58,6 +59,9 @@ def _input_record(record: dict, role: str, pool: Pool, split: DatasetSplit) -> d
            "role": role}
     if split.groups is not None:
         out["groups"] = split.groups.record()
+    rankings = [counts.ranking for counts in pool.files if counts.ranking]
+    if rankings:  # responses in, pairs out: a ranking dataset's rows are its pairs (sources/ranking.py)
+        out["ranking"] = sum(rankings[1:], rankings[0]).record()
     return out
 
 

@@ -60,6 +60,10 @@ class PrepareOptions:
     """Phase 3's unsupervised (PTX) text: files or directories."""
     unsup_block: int = 512
     """Tokens per PTX row."""
+    pairs: str | None = None
+    """Which pairs a ranking dataset gives: "best-vs-rest" (None means it), "all" or "best-vs-worst"."""
+    keep_ties: bool = False
+    """Keep pairs whose two scores (or ranks) are equal instead of dropping them as `tie`."""
 
     def __post_init__(self) -> None:
         # Normalised once, so that equal options compare equal whatever sequence types the caller used.

@@ -1,7 +1,8 @@
 """Stage 4 of prepare, tokenize: canonical text rows -> unpadded token columns, as DeepSpeed-Chat builds them.
 
   phase 1 (SFT)     input_ids = tokens(prompt + chosen) + [EOS], prompt_len, loss_mask (loss_mask.py)
-  phase 2 (reward)  chosen_input_ids, rejected_input_ids = tokens(prompt + response) + [EOS], prompt_len
+  phase 2 (reward)  chosen_input_ids, rejected_input_ids = tokens(prompt + response) + [EOS], prompt_len,
+                    chosen_score, rejected_score (the graders', null where the data has none)
   phase 3 (PPO)     prompt_input_ids = tokens(prompt); longer than --max-prompt-len: dropped
 
 Token ids are what the tokenizer gives for the whole text (special tokens included), so they equal
@@ -11,7 +12,8 @@ DeepSpeed-Chat's ids before padding. Differences from DeepSpeed-Chat, each on pu
   * Truncation at --max-seq-len keeps the start, as there; a pair whose two sides become identical after
     truncation carries no preference signal and is dropped (`identical_after_truncation`).
   * `prompt_len` (tokens of the prompt, found in token space) is stored for optional prompt masking.
-Every row goes in; each comes out either as a kept row or with a drop reason.
+Every row goes in; each comes out either as a kept row or with a drop reason. A ranking's later pairs
+(pool.Pool.later) are dropped from phases 1 and 3 as `later_pair`: those phases take one row per prompt.
 
 `tokenize_part` streams one dataset's part of a phase and side out of its pool (stage 2) in the
 split's order (stage 3), chunk by chunk, for stage 5 (write.py) to write.
@@ -30,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dataprep import memory
-from dataprep.format import LOSS_MASK, PROMPT_LEN_PHASES, TOKEN_COLUMNS, schema, token_type
+from dataprep.format import LOSS_MASK, PROMPT_LEN_PHASES, SCORE_COLUMNS, SCORE_PHASES, TOKEN_COLUMNS, schema, token_type
 from dataprep.loss_mask import row_spans, token_mask
 from dataprep.pool import Pool, count_reasons
 from dataprep.tokenizer import Tokenizer
@@ -116,6 +118,10 @@ def encode_phase(
         columns["prompt_len"] = pa.array(prompt_lens, pa.int32())
     if phase == 1:
         columns[LOSS_MASK] = _token_array(loss_masks, pa.uint8())
+    if phase in SCORE_PHASES:
+        for name in SCORE_COLUMNS:
+            scores = rows.column(name).take(keep_index) if name in rows.column_names else pa.nulls(len(keep), pa.float64())
+            columns[name] = scores.cast(pa.float32())
     table = pa.table(columns, schema=schema(phase, ids))
     return Encoded(table, dict(sorted(dropped.items())), truncated)
 
@@ -169,10 +175,13 @@ def tokenize_part(phase: int, pool: Pool, index: np.ndarray, tokenizer: Tokenize
         parsed = pc.is_null(rows.column("drop_reason"))
         parse_drops = count_reasons(rows.column("drop_reason"))
         kept_at, rows = positions[parsed.to_numpy(zero_copy_only=False)], rows.filter(parsed)
+        later = pool.later[kept_at] if phase != 2 else np.zeros(len(kept_at), bool)  # phases 1 and 3: one row per ranked prompt
+        repeats, rows, kept_at = rows.filter(pa.array(later)), rows.filter(pa.array(~later)), kept_at[~later]
         encoded = encode_phase(phase, tokenizer, rows, max_seq_len, max_prompt_len)
         where = np.fromiter(encoded.dropped, np.int64, len(encoded.dropped))
-        return Chunk(len(positions), parse_drops, encoded.table, np.delete(kept_at, where), rows.take(pa.array(where)),
-                     list(encoded.dropped.values()), encoded.truncated)
+        dropped = pa.concat_tables([repeats, rows.take(pa.array(where))])
+        reasons = ["later_pair"] * repeats.num_rows + list(encoded.dropped.values())
+        return Chunk(len(positions), parse_drops, encoded.table, np.delete(kept_at, where), dropped, reasons, encoded.truncated)
 
     chunks = (index[start : start + ENCODE_CHUNK] for start in range(0, len(index), ENCODE_CHUNK))
     for done, result in enumerate(_in_order(encode, chunks), 1):

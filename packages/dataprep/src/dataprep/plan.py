@@ -12,6 +12,8 @@ sharing a prompt (or an SHP post: pool.group_keys). Per dataset:
      With one row per unit that is DeepSpeed-Chat's order exactly.
 With `--split-by prompt`, a group already placed by an earlier dataset (in --data order, then
 --sft-only-data) is pinned: its rows follow that side and phase, after the part's other rows.
+A ranking dataset (several pairs per prompt) is split by prompt group whatever --split-by says, so
+that no prompt's pairs leak across phases or sides; under `--split-by row` it pins nothing for others.
 """
 
 from __future__ import annotations
@@ -111,7 +113,9 @@ class Pins:
 def plan(pools: list[Pool], rules: list[tuple[Split, tuple[int, ...]]], seed: int, split_by: str) -> SplitPlan:
     """Split every pool; `rules[i]` is pool i's (split, phases it feeds)."""
     pins = Pins() if split_by == "prompt" else None
-    splits = [split_rows(pool.name, pool.keys, pool.side_rows(), split, used, seed, pins)
+    # A ranking under --split-by row gets pins of its own: its rows go by prompt group, and the datasets
+    # after it are not pinned to where its prompts went.
+    splits = [split_rows(pool.name, pool.keys, pool.side_rows(), split, used, seed, Pins() if pins is None and pool.ranked else pins)
               for pool, (split, used) in zip(pools, rules)]
     return SplitPlan(split_by, splits)
 

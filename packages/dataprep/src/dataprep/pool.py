@@ -5,7 +5,9 @@ A row's position in the pool (files in path order) is its DeepSpeed-Chat index w
 dropped while parsing stay in the pool with their reason: they keep their index, so the split (stage
 3, plan.py) gives DeepSpeed-Chat's phase row sets, and they are counted in the phase they fall in.
 Per row the pool also keeps a 64-bit group key (the `group` column, else the prompt text) for
-`--split-by prompt` and the prompt-overlap report, and whether it was kept while parsing.
+`--split-by prompt` and the prompt-overlap report, and whether it was kept while parsing. A ranking
+dataset's rows are pairs, several per prompt (sources/ranking.py): the pool marks all but the first
+kept pair of each prompt, which phases 1 and 3 leave out.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataprep import shards
 from dataprep.format import DROPPED_SCHEMA, NORMALIZED_SCHEMA, SIDES
 from dataprep.sources import CANONICAL, Dataset, iter_canonical
 from dataprep.sources.options import AdapterOptions
+from dataprep.sources.ranking import RankingCounts
 
 # Rows per record batch of the pool file. Phase parts are read in DeepSpeed-Chat's (random) order, one
 # Arrow take per batch a chunk touches (shards.take_rows): tiny batches make that a call per row (8-row
@@ -39,6 +42,7 @@ class FileCounts:
     rows: int
     dropped: dict[str, int]
     adapter: str | None  # None only for a file that yielded no table
+    ranking: RankingCounts | None = None  # a ranking file's prompts, responses and pairs
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,12 @@ class Pool:
     keys: np.ndarray  # uint64 group key per row (group_keys)
     parsed: np.ndarray  # bool per row: kept while parsing
     batch_starts: np.ndarray  # first row of each record batch of the file, then the row count
+    later: np.ndarray  # bool per row: a kept pair of a ranked prompt after its first (phases 1 and 3 skip it)
+
+    @property
+    def ranked(self) -> bool:
+        """A dataset of rankings: its rows are pairs, several per prompt, split by prompt group always."""
+        return any(f.ranking is not None for f in self.files)
 
     @property
     def size(self) -> int:
@@ -88,8 +98,11 @@ def normalize(dataset: Dataset, staging: Path, options: AdapterOptions, progress
     writer = shards.ArrowFile(staging / f".pool-{dataset.name}.arrow", POOL_SCHEMA, rows_per_batch=POOL_BATCH_ROWS)
     bar = tqdm(desc=f"read {dataset.name}", unit="row", disable=None if progress else True)
     for file in dataset.files:
-        rows, dropped, adapter = 0, {}, None
-        for canonical, adapter in iter_canonical(dataset, file, options):
+        rows, dropped, adapter, ranking = 0, {}, None, None
+        for batch in iter_canonical(dataset, file, options):
+            canonical, adapter = batch.table, batch.adapter
+            if batch.ranking is not None:
+                ranking = batch.ranking if ranking is None else ranking + batch.ranking
             n = canonical.num_rows
             for reason, count in count_reasons(canonical.column("drop_reason")).items():
                 dropped[reason] = dropped.get(reason, 0) + count
@@ -99,11 +112,21 @@ def normalize(dataset: Dataset, staging: Path, options: AdapterOptions, progress
             parsed.append(pc.is_null(canonical.column("drop_reason")).to_numpy(zero_copy_only=False))
             rows += n
             bar.update(n)
-        files.append(FileCounts(rows, dict(sorted(dropped.items())), adapter))
+        files.append(FileCounts(rows, dict(sorted(dropped.items())), adapter, ranking))
     bar.close()
     keys_, parsed_ = _joined(keys, np.uint64), _joined(parsed, bool)
+    later = later_pairs(keys_, parsed_) if any(f.ranking is not None for f in files) else np.zeros(len(keys_), bool)
     return Pool(dataset.name, writer.close(), files, [f.side for f in dataset.files], keys_, parsed_,
-                shards.batch_starts(len(keys_), POOL_BATCH_ROWS))
+                shards.batch_starts(len(keys_), POOL_BATCH_ROWS), later)
+
+
+def later_pairs(keys: np.ndarray, parsed: np.ndarray) -> np.ndarray:
+    """Kept rows whose group already had a kept row earlier in file order."""
+    kept = np.flatnonzero(parsed)
+    _, first = np.unique(keys[kept], return_index=True)
+    later = parsed.copy()
+    later[kept[first]] = False
+    return later
 
 
 def group_keys(rows: pa.Table, source: str, first_row: int) -> np.ndarray:

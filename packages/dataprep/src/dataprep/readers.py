@@ -241,5 +241,24 @@ def _from_rows(rows: list[tuple[str, object]], string_fields: tuple[str, ...], s
                     raise DataprepError(f"{where}: field '{key}' is {kind} but {seen[1]} holds {seen[0]}; make the column one type")
             values.append(value)
         invalid.append(mark)
-    table = pa.table({key: pa.array(values, pa.string() if key in string_fields else None) for key, values in columns.items()})
+    wheres = [where for where, _ in rows]
+    table = pa.table({key: _array(key, values, wheres, key in string_fields) for key, values in columns.items()})
     return table.append_column(INVALID, pa.array(invalid, pa.string()))
+
+
+def _array(key: str, values: list, wheres: list[str], text: bool) -> pa.Array:
+    """One column of parsed rows. Values Arrow cannot hold as one type (a list mixing numbers and text,
+    say) are an error naming the first row that does not fit, found by bisection."""
+    try:
+        return pa.array(values, pa.string() if text else None)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        fits, fails = 0, len(values)  # values[:fits] convert, values[:fails] do not
+        while fails - fits > 1:
+            mid = (fits + fails) // 2
+            try:
+                pa.array(values[:mid])
+                fits = mid
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                fails = mid
+        raise DataprepError(f"{wheres[fails - 1]}: field '{key}' holds {values[fails - 1]!r}, which does not fit one type with "
+                            "the rows before it (numbers and text mixed?); make the column one type") from None

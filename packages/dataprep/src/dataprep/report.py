@@ -61,6 +61,14 @@ def groups_note(described: dict) -> str:
     return f"; split by prompt: {groups['moved_to_eval']} train rows moved to eval, {groups['moved_to_train']} eval rows to train, {groups['pinned_rows']} rows placed by an earlier dataset"
 
 
+def ranking_note(described: dict, rule: str) -> str:
+    """For a ranking dataset: responses in, pairs out (its rows are those pairs)."""
+    ranking = described.get("ranking")
+    if not ranking:
+        return ""
+    return f"; rankings: {ranking['prompts']} prompts, {ranking['responses']} responses -> {ranking['pairs']} pairs ({rule})"
+
+
 def histogram(lengths: np.ndarray, bins: int = 10) -> dict:
     """Integer-edged length histogram: bin i holds lengths in [edges[i], edges[i+1])."""
     if lengths.size == 0:

@@ -57,8 +57,9 @@ class SFTCollator:
 @dataclass
 class PairCollator:
     """DeepSpeed-Chat's layout: the B chosen rows, then the B rejected rows, in one [2B, L] batch, with
-    each sequence's prompt_len (where its answer starts; the pair shares it) and, for DPO with cached
-    reference log-probs, each sequence's `ref_logps`."""
+    each sequence's prompt_len (where its answer starts; the pair shares it), each pair's score
+    `margin` (chosen_score - rejected_score, NaN without scores) and, for DPO with cached reference
+    log-probs, each sequence's `ref_logps`."""
 
     pad_id: int
     pad_to: int | None = None
@@ -68,6 +69,8 @@ class PairCollator:
         width = self.pad_to or max(len(s) for s in seqs)
         ids, mask = _pad(seqs, self.pad_id, width)
         batch = {"input_ids": ids, "attention_mask": mask, "prompt_len": torch.tensor([r["prompt_len"] for r in rows] * 2)}
+        if "chosen_score" in rows[0]:
+            batch["margin"] = torch.tensor([r["chosen_score"] - r["rejected_score"] for r in rows], dtype=torch.float32)
         if "ref_logps" in rows[0]:  # (chosen, rejected) per row
             batch["ref_logps"] = torch.tensor([r["ref_logps"][0] for r in rows] + [r["ref_logps"][1] for r in rows], dtype=torch.float64)
         return batch

@@ -148,6 +148,9 @@ class PackedCollator:
             segment[seq[r], span] = r
         batch = {"input_ids": ids, "position_ids": positions, "segment": segment, "row_seq": seq, "row_start": start,
                  "row_len": length, "prompt_len": prompt}
+        rows = [row for pack in packs for row in pack.rows]  # item k of the batch
+        if "chosen_score" in rows[0]:  # pairs: the graders' margin, per pair (collate.PairCollator)
+            batch["margin"] = np.array([r["chosen_score"] - r["rejected_score"] for r in rows], np.float32)
         return {k: torch.from_numpy(v) for k, v in batch.items()}
 
 

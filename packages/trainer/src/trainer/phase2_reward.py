@@ -5,6 +5,9 @@
 A causal-LM backbone plus a scalar head scores the last real token of each sequence. The default
 loss is -logsigmoid(r_chosen - r_rejected) on those end scores (what inference and phase 3 use);
 --loss divergence gives DeepSpeed-Chat's per-token loss over the span where the pair differs.
+--margin_loss subtracts the graders' score margin inside the log-sigmoid, as Llama 2's reward model
+does: -logsigmoid(r_chosen - r_rejected - (chosen_score - rejected_score)); shards without scores are
+refused, and a pair without them (in a blend) trains with margin 0.
 Eval: accuracy (chosen scored above rejected) and mean chosen / rejected scores. The loop is loop.run.
 With --packing a pair's two rows share a pack (packing.py) and each row's end score is read at its own
 last token; the divergence loss compares padded positions, so it does not pack.
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from dataprep.format import TOKEN_COLUMNS
@@ -22,15 +26,20 @@ from trainer.collate import PairCollator
 from trainer.loop import Packed, Recipe, Step, run
 from trainer.models import backbone
 from trainer.reward import RewardModel, pairwise_loss, ranking_loss
+from trainer.shard_dataset import ShardDataset
 
 
 @dataclass(frozen=True, kw_only=True)
 class RewardFlags(F.TrainFlags):
     learning_rate: float = F.flag(5e-5, "peak learning rate")
     loss: str = F.flag("last", "end-score loss (default) or DeepSpeed-Chat's divergence-span loss", ("last", "divergence"))
+    margin_loss: bool = F.flag(False, "subtract the score margin (chosen_score - rejected_score) inside the log-sigmoid, as Llama 2's "
+                                      "reward model does; needs shards with scores and --loss last")
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.margin_loss and self.loss != "last":
+            raise ValueError("--margin_loss subtracts the margin from the end scores: use it with --loss last")
         if self.packing and self.loss == "divergence":
             raise ValueError("--loss divergence compares the pair's padded positions, which packed rows do not have: "
                              "use --loss last with --packing")
@@ -48,18 +57,30 @@ def eval_metrics(totals: dict[str, float]) -> dict:
     return {"eval_accuracy": totals["correct"] / pairs, "chosen_score": totals["chosen_sum"] / pairs, "rejected_score": totals["rejected_sum"] / pairs}
 
 
-def packed_step(engine, batch: dict) -> Step:
-    """The end-score loss on a packed batch: each row's score at its own last token."""
-    values = engine(**packing.model_inputs(batch, packing.attention_of(engine)))
-    loss = ranking_loss(values.reshape(-1)[packing.last_tokens(batch)])["loss"]
-    return Step(loss, tokens=packing.real_tokens(batch), samples=len(batch["row_len"]) // 2)
+
+
+def require_scores(train: ShardDataset, evals: ShardDataset, rank: int, world: int, device) -> tuple:
+    """--margin_loss needs the graders' scores: shards with none are refused before a model is built."""
+    scores = train.scalar("chosen_score"), train.scalar("rejected_score")
+    if any(s is None or np.isnan(s).all() for s in scores):
+        raise SystemExit(f"trainer: --margin_loss: the phase-2 train shards of {train.paths[0].parents[1]} have no chosen_score / "
+                         "rejected_score (the data has no scores: HH, say); prepare scored data (docs/datasets.md) or drop --margin_loss")
+    return train, evals
 
 
 def recipe(flags: RewardFlags) -> Recipe:
     def step(engine, batch: dict) -> Step:
         ids, mask = batch["input_ids"], batch["attention_mask"]
-        loss = pairwise_loss(engine(ids, mask), ids, mask, kind=flags.loss)["loss"]
+        margin = batch["margin"] if flags.margin_loss else None
+        loss = pairwise_loss(engine(ids, mask), ids, mask, kind=flags.loss, margin=margin)["loss"]
         return Step(loss, tokens=int(batch["attention_mask"].sum()), samples=batch["input_ids"].shape[0] // 2)
+
+    def packed_step(engine, batch: dict) -> Step:
+        """The end-score loss on a packed batch: each row's score at its own last token."""
+        values = engine(**packing.model_inputs(batch, packing.attention_of(engine)))
+        margin = batch["margin"] if flags.margin_loss else None
+        loss = ranking_loss(values.reshape(-1)[packing.last_tokens(batch)], margin)["loss"]
+        return Step(loss, tokens=packing.real_tokens(batch), samples=len(batch["row_len"]) // 2)
 
     return Recipe(
         phase=2,
@@ -72,6 +93,7 @@ def recipe(flags: RewardFlags) -> Recipe:
         eval_metrics=eval_metrics,
         panels=(("loss",), ("eval_accuracy",)),
         packed=Packed(collator=lambda pad_id, width: packing.PackedCollator(pad_id, TOKEN_COLUMNS[2], pad_to=width), step=packed_step),
+        setup=require_scores if flags.margin_loss else None,
     )
 
 

@@ -119,17 +119,23 @@ def end_scores(values: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tens
     return values.gather(1, last_index(attention_mask).unsqueeze(1)).squeeze(1)
 
 
-def pairwise_loss(values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor, kind: str = "last") -> dict:
+def pairwise_loss(values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor, kind: str = "last",
+                  margin: torch.Tensor | None = None) -> dict:
     """Loss over a [2B, L] batch (chosen rows, then rejected rows).
 
     kind="last": -logsigmoid(r_chosen - r_rejected) on the end scores (what inference uses; default).
+    With `margin` ([B]: the graders' chosen_score - rejected_score), Llama 2's margin loss
+    -logsigmoid(r_chosen - r_rejected - margin): pairs the graders separate more widely must be
+    separated more widely; a NaN margin (a pair without scores) counts as 0.
     kind="divergence": DeepSpeed-Chat's loss, the per-token -logsigmoid over the span from the first
     position where the two sequences differ to the end of the longer one, averaged per pair; ends
     come from the attention mask, so left padding no longer gives an empty span (NaN)."""
     values = values.float()
     scores = end_scores(values, attention_mask)
+    if margin is not None and kind != "last":
+        raise ValueError("the score margin applies to the end-score loss (kind='last') only")
     if kind == "last":
-        return ranking_loss(scores)
+        return ranking_loss(scores, margin)
     if kind != "divergence":
         raise ValueError(f"unknown reward loss {kind!r}; use 'last' or 'divergence'")
     half = values.shape[0] // 2
@@ -145,9 +151,10 @@ def pairwise_loss(values: torch.Tensor, input_ids: torch.Tensor, attention_mask:
     return {"loss": torch.stack(losses).mean(), "chosen": scores[:half].detach(), "rejected": scores[half:].detach()}
 
 
-def ranking_loss(scores: torch.Tensor) -> dict:
-    """-logsigmoid(r_chosen - r_rejected) over end scores [2B] (the B chosen rows, then the B rejected
-    rows), padded or packed alike."""
+def ranking_loss(scores: torch.Tensor, margin: torch.Tensor | None = None) -> dict:
+    """-logsigmoid(r_chosen - r_rejected - margin) over end scores [2B] (the B chosen rows, then the B
+    rejected rows), padded or packed alike; `margin` [B] (NaN: a pair without scores) counts as 0 when absent."""
     scores = scores.float()
     chosen, rejected = scores[: len(scores) // 2], scores[len(scores) // 2:]
-    return {"loss": -F.logsigmoid(chosen - rejected).mean(), "chosen": chosen.detach(), "rejected": rejected.detach()}
+    shift = torch.nan_to_num(margin.float(), nan=0.0) if margin is not None else 0.0
+    return {"loss": -F.logsigmoid(chosen - rejected - shift).mean(), "chosen": chosen.detach(), "rejected": rejected.detach()}

@@ -11,8 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pyarrow.compute as pc
 
-from dataprep.format import LOSS_MASK, TOKEN_COLUMNS, Part, list_views, numpy_view, open_shards
+from dataprep.format import LOSS_MASK, SCORE_COLUMNS, TOKEN_COLUMNS, Part, list_views, numpy_view, open_shards
 
 
 class ShardDataset:
@@ -39,9 +40,12 @@ class ShardDataset:
                     batch_offsets, batch_values = list_views(batch.column(name))
                     offsets[name].append(batch_offsets)
                     values[name].append(batch_values)
-                for name in ("row_id", "prompt_len"):
+                for name in ("row_id", "prompt_len", *SCORE_COLUMNS):
                     if name in batch.schema.names:
-                        scalars.setdefault(name, []).append(numpy_view(batch.column(name)))
+                        column = batch.column(name)
+                        if column.null_count:  # a score the data lacks reads as NaN
+                            column = pc.fill_null(column, float("nan"))
+                        scalars.setdefault(name, []).append(numpy_view(column))
                 starts.append(starts[-1] + batch.num_rows)
         self._starts = np.asarray(starts, dtype=np.int64)
         # Token rows stay in the mapped files (one values view per record batch); only each row's
@@ -51,6 +55,10 @@ class ShardDataset:
         self._begin = {name: _joined([o[:-1] for o in parts]) for name, parts in offsets.items()}
         self._end = {name: _joined([o[1:] for o in parts]) for name, parts in offsets.items()}
         self._scalars = {name: _joined(parts) for name, parts in scalars.items()}
+
+    def scalar(self, name: str) -> np.ndarray | None:
+        """A per-row scalar column (row_id, prompt_len, chosen_score, ...) over all shards; None when absent."""
+        return self._scalars.get(name)
 
     def __len__(self) -> int:
         return int(self._starts[-1])

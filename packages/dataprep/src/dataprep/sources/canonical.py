@@ -6,6 +6,7 @@ file, row and field."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterator
 
 import pyarrow as pa
@@ -13,20 +14,32 @@ import pyarrow.compute as pc
 
 from dataprep import readers
 from dataprep.errors import DataprepError
-from dataprep.sources import rows
+from dataprep.sources import rows, scores
 from dataprep.sources.catalog import ADAPTERS
-from dataprep.sources.dataset import Dataset, InputFile
+from dataprep.sources.dataset import SCORES, Dataset, InputFile
 from dataprep.sources.options import AdapterOptions
+from dataprep.sources.ranking import RankingCounts, ranking_counts
 
 
-def iter_canonical(dataset: Dataset, file: InputFile, options: AdapterOptions | None = None) -> Iterator[tuple[pa.Table, str]]:
-    """Stream one file as CANONICAL tables; yields (table, adapter name).
+@dataclass(frozen=True)
+class Normalized:
+    """One batch of a file through its adapter."""
+
+    table: pa.Table  # CANONICAL rows
+    adapter: str  # the adapter's name
+    ranking: RankingCounts | None = None  # a ranking adapter's prompts, responses and pairs in this batch
+
+
+def iter_canonical(dataset: Dataset, file: InputFile, options: AdapterOptions | None = None) -> Iterator[Normalized]:
+    """Stream one file as CANONICAL tables.
 
     A registered dataset names its adapter; a user's file is told by its columns (after --columns):
-    `chosen` holding message lists -> chat pairs, a `messages` list -> chat SFT, a `prompt` column ->
-    DeepSpeed-Chat's jsonfile, otherwise HH dialogues. A row whose field is null or of the wrong type
-    is dropped as `missing_field` / `wrong_type`; with options.strict it is an error naming the row and
-    field instead."""
+    a `responses` list -> a ranking, `chosen` holding message lists -> chat pairs, a `messages` list ->
+    chat SFT, a `prompt` column -> DeepSpeed-Chat's jsonfile, otherwise HH dialogues. A row whose field
+    is null or of the wrong type is dropped as `missing_field` / `wrong_type`; with options.strict it is
+    an error naming the row and field instead. Scores are read where the adapter has them, and pairs
+    with equal scores become `tie` drops unless options.keep_ties; a score that is not a number is an
+    error naming the row and field."""
     options = options or AdapterOptions()
     mapping = dict(options.columns or {}) if dataset.adapter is None else {}  # --columns: users' own files only
     name = dataset.adapter or _layout(file, mapping)
@@ -44,11 +57,12 @@ def iter_canonical(dataset: Dataset, file: InputFile, options: AdapterOptions | 
             if required not in table.column_names:  # absent from this batch only: every row here misses it
                 table = table.append_column(required, pa.nulls(table.num_rows, pa.string()))
         try:
-            canonical = normalize(table)
+            canonical = _with_scores(normalize(table), table, adapter.scores)
         except rows.RowError as exc:
-            what = "missing or null" if exc.reason == "missing_field" else "not of the expected type"
-            raise DataprepError(f"{file.path}: row {row + exc.index}: field '{exc.field}' is {what} (--strict)") from None
-        if readers.INVALID in table.column_names:
+            what = exc.problem or "is " + ("missing or null" if exc.reason == "missing_field" else "not of the expected type") + " (--strict)"
+            raise DataprepError(f"{file.path}: row {row + exc.index}: field '{exc.field}' {what}") from None
+        canonical = scores.mark_ties(canonical, options.keep_ties)
+        if readers.INVALID in table.column_names and adapter.responses is None:  # marks are per native row
             wrong = pc.if_else(pc.is_null(table.column(readers.INVALID)), pa.scalar(None, pa.string()), "wrong_type")
             reasons = pc.coalesce(wrong, canonical.column("drop_reason"))
             canonical = canonical.set_column(canonical.schema.get_field_index("drop_reason"), "drop_reason", reasons)
@@ -58,14 +72,38 @@ def iter_canonical(dataset: Dataset, file: InputFile, options: AdapterOptions | 
                 field = next((f for f in adapter.required if table.column(f)[missing].as_py() is None), adapter.required[0])
                 raise DataprepError(f"{file.path}: row {row + missing}: field '{field}' is missing or null (--strict)")
         row += table.num_rows
-        yield canonical, adapter.name
+        counts = ranking_counts(table, canonical, adapter.responses) if adapter.responses else None
+        yield Normalized(canonical, adapter.name, counts)
+
+
+def _with_scores(canonical: pa.Table, native: pa.Table, columns: tuple[str, str] | None) -> pa.Table:
+    """The adapter's canonical rows with the native score columns it names (one canonical row per
+    native row); a column absent from the file leaves its scores null."""
+    for name, column in zip(SCORES, columns or ()):
+        if column in native.column_names:
+            canonical = canonical.set_column(canonical.schema.get_field_index(name), name, scores.column(native.column(column), column))
+    return canonical
+
+
+def is_ranking(dataset: Dataset, mapping: dict[str, str] | None) -> bool:
+    """Whether `dataset` holds rankings (K responses per prompt), registered or told by its first rows."""
+    if dataset.adapter is not None:
+        return ADAPTERS[dataset.adapter].responses is not None
+    return any(_layout(file, dict(mapping or {})) == "ranking" for file in dataset.files)
 
 
 def _layout(file: InputFile, mapping: dict[str, str]) -> str | None:
-    """Chat layouts from the first row (their list columns must not be read as text); None = decide
-    from the first batch's columns."""
+    """Ranking and chat layouts from the first row (their list columns must not be read as text);
+    None = decide from the first batch's columns."""
     first = readers.first_row(file.path)
     value = lambda name: first.get(mapping.get(name, name))  # noqa: E731
+    if isinstance(value("responses"), list):
+        given = [name for name in ("ranks", "scores") if value(name) is not None]
+        if len(given) != 1:
+            found = ", ".join(sorted(first)) or "none"
+            raise DataprepError(f"{file.path}: a 'responses' list needs exactly one of 'ranks' or 'scores' beside it, "
+                                f"to order them (found: {found}); map yours with --columns ranks=...|scores=...")
+        return "ranking"
     if isinstance(value("chosen"), list):
         return "chat"
     if value("chosen") is None and isinstance(value("messages"), list):

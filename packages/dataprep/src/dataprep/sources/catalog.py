@@ -9,17 +9,17 @@ from pathlib import Path
 
 from dataprep import readers
 from dataprep.errors import DataprepError
-from dataprep.sources import (chat, dahoas, hc3, hh, hub, jaquad, local, miracl, mkqa, sharegpt, shp, ultrafeedback, webgpt,
-                              yitingxie, zhihu)
+from dataprep.sources import (chat, dahoas, hc3, hh, hub, jaquad, local, miracl, mkqa, ranking, sharegpt, shp, ultrafeedback,
+                              ultrafeedback_raw, webgpt, yitingxie, zhihu)
 from dataprep.sources.dataset import Dataset
 from dataprep.sources.spec import Adapter, Spec
 
 SPECS: tuple[Spec, ...] = tuple(
-    spec for module in (hh, dahoas, yitingxie, webgpt, shp, sharegpt, local, zhihu, miracl, hc3, mkqa, jaquad, ultrafeedback)
+    spec for module in (hh, dahoas, yitingxie, webgpt, shp, sharegpt, local, zhihu, miracl, hc3, mkqa, jaquad, ultrafeedback, ultrafeedback_raw)
     for spec in module.SPECS
 )
 # Every adapter by name: the registered datasets' and the chat layouts users' files are told by.
-ADAPTERS: dict[str, Adapter] = {a.name: a for a in (chat.PAIRS, chat.MESSAGES, *(spec.adapter for spec in SPECS))}
+ADAPTERS: dict[str, Adapter] = {a.name: a for a in (chat.PAIRS, chat.MESSAGES, ranking.RANKING, *(spec.adapter for spec in SPECS))}
 # Part of the cache key: a changed adapter rebuilds what it fed.
 ADAPTER_VERSIONS: dict[str, int] = {name: adapter.version for name, adapter in ADAPTERS.items()}
 

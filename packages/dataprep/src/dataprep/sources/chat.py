@@ -14,6 +14,7 @@ An adapter: stage 2 of prepare (normalize).
 
 from __future__ import annotations
 
+from dataprep.sources.dataset import SCORES
 from dataprep.sources.messages import render, split_last, turns
 from dataprep.sources.options import AdapterOptions
 from dataprep.sources.rows import Row, Skip, build, pair_reason
@@ -61,6 +62,6 @@ def _messages(opts: AdapterOptions) -> Normalizer:
 
 _RENDERED = "rendered by --template: hh (\\n\\nHuman: ...\\n\\nAssistant:, \" \"+reply) or chat (tokenizer template)"
 PAIRS = Adapter(name="chat", columns=("prompt", "chosen", "rejected"), text_fields=(), required=("chosen",), phases=(1, 2, 3),
-                formatting=f"history, final replies {_RENDERED}", make=_pairs)
+                formatting=f"history, final replies {_RENDERED}", make=_pairs, version=2, scores=SCORES)
 MESSAGES = Adapter(name="messages", columns=("messages",), text_fields=(), required=("messages",), phases=(1, 3),
                    formatting=f"history, last assistant turn {_RENDERED}; SFT-only", make=_messages)

@@ -11,9 +11,10 @@ import pyarrow as pa
 
 # Canonical text columns produced by every adapter, plus the reason a row is dropped (null = kept), an
 # optional group key (rows with the same non-null group, an SHP post say, are one unit for
-# `--split-by prompt`; a null group means "group by the prompt text"), and the character spans of the
-# assistant's earlier turns inside the prompt, flat [start, end, start, end, ...], where the adapter
-# knows them (a chat template's rendering); null means "find them from the HH markers" (phases.py).
+# `--split-by prompt`; a null group means "group by the prompt text"), the graders' scores of the two
+# responses (null where the data has none), and the character spans of the assistant's earlier turns
+# inside the prompt, flat [start, end, start, end, ...], where the adapter knows them (a chat template's
+# rendering); null means "find them from the HH markers" (loss_mask.py).
 CANONICAL = pa.schema(
     [
         ("prompt", pa.string()),
@@ -21,9 +22,19 @@ CANONICAL = pa.schema(
         ("rejected", pa.string()),
         ("drop_reason", pa.string()),
         ("group", pa.string()),
+        ("chosen_score", pa.float64()),
+        ("rejected_score", pa.float64()),
         ("assistant_spans", pa.list_(pa.int32())),
     ]
 )
+SCORES = ("chosen_score", "rejected_score")
+
+
+def canonical_table(columns: dict[str, list]) -> pa.Table:
+    """A CANONICAL table from per-column lists; a column not given (scores, from most adapters) is null."""
+    rows = len(columns["prompt"])
+    return pa.table([pa.array(columns[f.name], f.type) if f.name in columns else pa.nulls(rows, f.type) for f in CANONICAL],
+                    schema=CANONICAL)
 
 
 @dataclass(frozen=True)

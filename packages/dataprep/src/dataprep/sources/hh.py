@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from dataprep.sources.dataset import CANONICAL
+from dataprep.sources.dataset import SCORES, canonical_table
 from dataprep.sources.options import AdapterOptions
 from dataprep.sources.spec import Adapter, Normalizer, Spec
 
@@ -46,7 +46,7 @@ def drop_reason(chosen: tuple[str, str] | None, rejected: tuple[str, str] | None
 
 def normalize(table: pa.Table) -> pa.Table:
     """Native HH rows -> CANONICAL. Rows that cannot be split keep their raw dialogues in chosen/rejected."""
-    out: dict[str, list] = {name: [] for name in CANONICAL.names}
+    out: dict[str, list] = {name: [] for name in ("prompt", "chosen", "rejected", "drop_reason", "group")}
     for chosen, rejected in zip(table.column("chosen").to_pylist(), table.column("rejected").to_pylist()):
         if chosen is None or rejected is None:
             reason, prompt = "missing_field", None
@@ -62,8 +62,7 @@ def normalize(table: pa.Table) -> pa.Table:
         out["rejected"].append(rejected)
         out["drop_reason"].append(reason)
         out["group"].append(None)
-        out["assistant_spans"].append(None)  # found from the HH markers when tokenized
-    return pa.Table.from_pydict(out, schema=CANONICAL)
+    return canonical_table(out)
 
 
 def _normalizer(opts: AdapterOptions) -> Normalizer:
@@ -72,7 +71,7 @@ def _normalizer(opts: AdapterOptions) -> Normalizer:
 
 ADAPTER = Adapter(name="hh", columns=("chosen", "rejected"), text_fields=("chosen", "rejected"), required=("chosen", "rejected"),
                   phases=(1, 2, 3), formatting='prompt = dialogue up to its last "\\n\\nAssistant:", chosen/rejected = the rest',
-                  make=_normalizer)
+                  make=_normalizer, version=2, scores=SCORES)
 SPECS = (Spec(name="hh", hub_id="Anthropic/hh-rlhf", adapter=ADAPTER, native="chosen, rejected (whole dialogues)",
               hub_files=tuple(f"{subset}/{split}.jsonl.gz" for subset in SUBSETS for split in ("train", "test")),
               layout=f"{{{','.join(SUBSETS)}}}/{{train,test}}.jsonl.gz"),)

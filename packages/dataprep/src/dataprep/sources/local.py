@@ -26,7 +26,7 @@ import pyarrow as pa
 
 from dataprep import readers
 from dataprep.errors import DataprepError
-from dataprep.sources.dataset import CANONICAL, Dataset, InputFile, side_of
+from dataprep.sources.dataset import SCORES, Dataset, InputFile, canonical_table, side_of
 from dataprep.sources.messages import render
 from dataprep.sources.options import AdapterOptions
 from dataprep.sources.rows import Row, build, pair_reason, text
@@ -66,7 +66,7 @@ def normalize_jsonfile(table: pa.Table) -> pa.Table:
     prompts = table.column("prompt").to_pylist()
     chosens = table.column("chosen").to_pylist()
     rejecteds = table.column("rejected").to_pylist() if "rejected" in columns else [None] * len(prompts)
-    out: dict[str, list] = {name: [] for name in CANONICAL.names}
+    out: dict[str, list] = {name: [] for name in ("prompt", "chosen", "rejected", "drop_reason", "group")}
     for prompt, chosen, rejected in zip(prompts, chosens, rejecteds):
         reason = None
         if prompt is None or chosen is None:
@@ -82,8 +82,7 @@ def normalize_jsonfile(table: pa.Table) -> pa.Table:
         out["rejected"].append(None if rejected is None else " " + rejected)
         out["drop_reason"].append(reason)
         out["group"].append(None)
-        out["assistant_spans"].append(None)
-    return pa.Table.from_pydict(out, schema=CANONICAL)
+    return canonical_table(out)
 
 
 def _chat_row(row: dict, opts: AdapterOptions) -> Row:
@@ -101,6 +100,7 @@ def jsonfile_normalizer(opts: AdapterOptions) -> Normalizer:
 
 
 JSONFILE = Adapter(name="jsonfile", columns=COLUMNS, text_fields=COLUMNS, required=("prompt", "chosen"), phases=(1, 2, 3),
-                   formatting='" "+prompt, " "+chosen, " "+rejected (null rejected: SFT-only row)', make=jsonfile_normalizer)
+                   formatting='" "+prompt, " "+chosen, " "+rejected (null rejected: SFT-only row)', make=jsonfile_normalizer,
+                   version=2, scores=SCORES)
 SPECS = (Spec(name="jsonfile", hub_id=None, adapter=JSONFILE, aliases=("local/jsonfile",), eval=("eval", "test"),
               native="prompt, chosen, rejected"),)

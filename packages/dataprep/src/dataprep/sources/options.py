@@ -12,8 +12,11 @@ from dataclasses import dataclass
 from dataprep.errors import DataprepError
 
 TEMPLATES = ("hh", "chat")
-# Canonical names a user may map with --columns (messages: one list of {role, content}, SFT only).
-MAPPABLE = ("prompt", "chosen", "rejected", "messages")
+# Canonical names a user may map with --columns (messages: one list of {role, content}, SFT only;
+# responses with ranks or scores: a ranking, ranking.py).
+MAPPABLE = ("prompt", "chosen", "rejected", "messages", "chosen_score", "rejected_score", "responses", "ranks", "scores")
+# --pairs: which pairs a ranking gives (ranking.py).
+PAIR_RULES = ("best-vs-rest", "all", "best-vs-worst")
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,8 @@ class AdapterOptions:
     strip_bos: str | None = None  # a leading BOS string to cut from rendered text: the tokenizer adds its own
     shp_min_score_ratio: float | None = None
     shp_max_pairs_per_post: int | None = None
+    pairs: str = "best-vs-rest"  # a ranking's pairs: one of PAIR_RULES
+    keep_ties: bool = False  # keep pairs whose two scores (or ranks) are equal
 
     @property
     def chat_template_sha256(self) -> str | None:
@@ -67,7 +72,8 @@ def from_prepare(opts, tokenizer, datasets) -> AdapterOptions:
         raise DataprepError(f"{shp_flags[0]}: no SHP dataset among --data (use --data shp or stanfordnlp/SHP)")
     if opts.template != "chat":
         return AdapterOptions(strict=opts.strict, columns=opts.columns, template=opts.template,
-                              shp_min_score_ratio=opts.shp_min_score_ratio, shp_max_pairs_per_post=opts.shp_max_pairs_per_post)
+                              shp_min_score_ratio=opts.shp_min_score_ratio, shp_max_pairs_per_post=opts.shp_max_pairs_per_post,
+                              pairs=opts.pairs or PAIR_RULES[0], keep_ties=opts.keep_ties)
     if not tokenizer.chat_template:
         raise DataprepError(f"--template chat: the tokenizer {opts.tokenizer} has no chat template "
                             "(chat_template in tokenizer_config.json); use --template hh or a tokenizer that has one")
@@ -76,4 +82,5 @@ def from_prepare(opts, tokenizer, datasets) -> AdapterOptions:
     adds_bos = tokenizer.bos_id is not None and tokenizer.encode([""])[0][:1] == [tokenizer.bos_id]
     return AdapterOptions(strict=opts.strict, columns=opts.columns, template="chat", chat_template=tokenizer.chat_template,
                           special_tokens=tuple(sorted(specials.items())), strip_bos=bos if adds_bos and bos else None,
-                          shp_min_score_ratio=opts.shp_min_score_ratio, shp_max_pairs_per_post=opts.shp_max_pairs_per_post)
+                          shp_min_score_ratio=opts.shp_min_score_ratio, shp_max_pairs_per_post=opts.shp_max_pairs_per_post,
+                          pairs=opts.pairs or PAIR_RULES[0], keep_ties=opts.keep_ties)

@@ -1,19 +1,22 @@
 """Shared pieces of the per-row adapters: DeepSpeed-Chat's surface forms, field access that turns a
 missing or mistyped value into a counted drop, and the loop that builds a CANONICAL table.
 
-An adapter's row function takes one native row (a dict of the columns it reads) and returns a `Row`.
-It raises `Skip` for a row it cannot read at all; the loop records the reason (and, under --strict,
-reports the row and field instead).
+An adapter's row function takes one native row (a dict of the columns it reads) and returns a `Row`
+(a ranking's, a `Ranking`: ranking.py pairs them). It raises `Skip` for a row it cannot read at all;
+the loop records the reason (and, under --strict, reports the row and field instead). It raises
+`BadInput` for a value that is an error whatever --strict says (a score that is not a number).
 
 Stage 2 of prepare (normalize)."""
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, TypeVar
 
 import pyarrow as pa
 
 from dataprep.sources.dataset import CANONICAL
+
+T = TypeVar("T")
 
 
 def human(text: str) -> str:
@@ -27,11 +30,15 @@ def reply(text: str) -> str:
 
 
 class Row(NamedTuple):
+    """One canonical row, in CANONICAL's column order."""
+
     prompt: str | None
     chosen: str | None
     rejected: str | None = None
     drop_reason: str | None = None
     group: str | None = None
+    chosen_score: float | None = None
+    rejected_score: float | None = None
     assistant_spans: list[int] | None = None  # the prompt's assistant turns, flat [start, end, ...] (CANONICAL)
 
 
@@ -43,12 +50,22 @@ class Skip(Exception):
         self.reason, self.field = reason, field
 
 
-class RowError(Exception):
-    """Under --strict: the row at `index` (within the table) has an unusable `field`."""
+class BadInput(Exception):
+    """A value no option makes sense of (a score that is not a number, ranks that do not match the
+    responses): prepare stops with one line naming the file, row and field, --strict or not."""
 
-    def __init__(self, index: int, field: str, reason: str):
-        super().__init__(f"{field}: {reason}")
-        self.index, self.field, self.reason = index, field, reason
+    def __init__(self, field: str, problem: str):
+        super().__init__(f"{field} {problem}")
+        self.field, self.problem = field, problem
+
+
+class RowError(Exception):
+    """The row at `index` (within the table) has an unusable `field`: under --strict a missing or
+    mistyped one (`reason`), always a BadInput one (`problem` says what is wrong)."""
+
+    def __init__(self, index: int, field: str, reason: str, problem: str | None = None):
+        super().__init__(f"{field}: {problem or reason}")
+        self.index, self.field, self.reason, self.problem = index, field, reason, problem
 
 
 FATAL_UNDER_STRICT = ("missing_field", "wrong_type")
@@ -88,17 +105,29 @@ def pair_reason(prompt: str, chosen: str, rejected: str | None) -> str | None:
     return None
 
 
-def build(table: pa.Table, columns: tuple[str, ...], fn: Callable[[dict], Row], strict: bool) -> pa.Table:
-    """Apply `fn` to each row of `table` (only `columns` are read; an absent column reads as null)."""
+def apply(table: pa.Table, columns: tuple[str, ...], fn: Callable[[dict], T], strict: bool) -> list[T | Row]:
+    """`fn` of each row of `table` (only `columns` are read; an absent column reads as null), or for a
+    row it skips, that row dropped with its reason."""
     present = [c for c in columns if c in table.column_names]
-    native = table.select(present).to_pylist()
-    out: list[Row] = []
-    for index, row in enumerate(native):
+    out: list[T | Row] = []
+    for index, row in enumerate(table.select(present).to_pylist()):
         try:
             out.append(fn(row))
         except Skip as skip:
             if strict and skip.reason in FATAL_UNDER_STRICT:
                 raise RowError(index, skip.field or "?", skip.reason) from None
             out.append(Row(None, None, None, skip.reason))
-    columns = list(zip(*out)) if out else [()] * len(CANONICAL)
-    return pa.Table.from_arrays([pa.array(list(col), f.type) for col, f in zip(columns, CANONICAL)], schema=CANONICAL)
+        except BadInput as bad:
+            raise RowError(index, bad.field, "bad_input", bad.problem) from None
+    return out
+
+
+def table_of(rows: list[Row]) -> pa.Table:
+    """A CANONICAL table of `rows`."""
+    columns = list(zip(*rows)) if rows else [()] * len(CANONICAL)
+    return pa.Table.from_arrays([pa.array(list(values), field.type) for values, field in zip(columns, CANONICAL)], schema=CANONICAL)
+
+
+def build(table: pa.Table, columns: tuple[str, ...], fn: Callable[[dict], Row], strict: bool) -> pa.Table:
+    """The CANONICAL table of `fn` applied to each row of `table` (see `apply`)."""
+    return table_of(apply(table, columns, fn, strict))

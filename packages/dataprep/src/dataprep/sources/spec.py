@@ -28,6 +28,13 @@ class Adapter:
     make: Callable[[AdapterOptions], Normalizer]
     # Bump whenever the output for the same input changes: it is part of the cache key.
     version: int = 1
+    # Native columns holding the chosen and the rejected response's score, read as they are (users'
+    # layouts: chosen_score / rejected_score, after --columns). Adapters whose row decides which
+    # response is chosen (SHP, WebGPT) set the scores themselves and leave this None.
+    scores: tuple[str, str] | None = None
+    # A ranking adapter's native list of responses: each row gives several pairs (ranking.py), so the
+    # manifest counts the responses read. None for adapters that give one row per native row.
+    responses: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -8,7 +8,8 @@ then the judged assistant reply), messages, score_chosen, score_rejected.
 
 DeepSpeed-Chat has no adapter for it. Histories that differ between chosen and rejected
 (`prompt_mismatch`), lists not ending in an assistant turn (`no_assistant_turn`), empty texts and
-identical replies are counted drops.
+identical replies are counted drops. score_chosen and score_rejected are kept as the pair's scores;
+a pair whose two scores are equal is dropped as `tie` (--keep-ties keeps it).
 
 An adapter: stage 2 of prepare (normalize).
 """
@@ -20,7 +21,8 @@ from dataclasses import replace
 from dataprep.sources.chat import PAIRS
 from dataprep.sources.spec import Spec
 
-ADAPTER = replace(PAIRS, name="ultrafeedback", required=("chosen", "rejected"))
+# Its scores are the chosen and rejected completions' overall_score (1-10) in openbmb/UltraFeedback.
+ADAPTER = replace(PAIRS, name="ultrafeedback", required=("chosen", "rejected"), scores=("score_chosen", "score_rejected"))
 SPECS = (Spec(name="ultrafeedback", hub_id="HuggingFaceH4/ultrafeedback_binarized", adapter=ADAPTER, aliases=("ultrafeedback_binarized",),
               train=("train_prefs",), eval=("test_prefs",),
               native="prompt, prompt_id, chosen[{role, content}], rejected[...], messages[...], score_chosen, score_rejected"),)

@@ -8,9 +8,12 @@ clean() is DeepSpeed-Chat's citation cleaning, in order: delete every " [...]" /
 space, then a bracketed or parenthesised span, non-greedy, not across lines), then every "[...]" /
 "(...)" span. Any parenthetical goes, not only citations ("the USA (United States)" -> "the USA").
 
+  chosen_score, rejected_score = the higher and the lower of score_0 and score_1 (in [-1, 1])
+
 Differs from DeepSpeed-Chat: a tie (score_0 == score_1, often 0 vs 0) carries no preference and is
-dropped (`tie`); DeepSpeed-Chat makes answer_0 "chosen". Answers empty after cleaning, identical
-cleaned answers and null fields are counted drops (`empty_response`, `identical_pair`, `missing_field`).
+dropped (`tie`, the rule for every scored dataset; --keep-ties keeps it, with answer_0 "chosen" as in
+DeepSpeed-Chat). Answers empty after cleaning, identical cleaned answers and null fields are counted
+drops (`empty_response`, `identical_pair`, `missing_field`); a score that is not a number is an error.
 
 An adapter: stage 2 of prepare (normalize).
 """
@@ -21,6 +24,7 @@ import re
 
 from dataprep.sources.options import AdapterOptions
 from dataprep.sources.rows import Row, Skip, build, human, pair_reason, reply, text
+from dataprep.sources.scores import number
 from dataprep.sources.spec import Adapter, Normalizer, Spec
 
 COLUMNS = ("question", "answer_0", "answer_1", "score_0", "score_1")
@@ -33,12 +37,10 @@ def clean(answer: str) -> str:
 
 
 def _score(row: dict, field: str) -> float:
-    value = row.get(field)
+    value = number(row.get(field), field)
     if value is None:
         raise Skip("missing_field", field)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise Skip("wrong_type", field)
-    return float(value)
+    return value
 
 
 def _row(row: dict) -> Row:
@@ -49,8 +51,7 @@ def _row(row: dict) -> Row:
     answers = text(row, "answer_0"), text(row, "answer_1")
     s0, s1 = _score(row, "score_0"), _score(row, "score_1")
     good, bad = (clean(a) for a in (answers if s0 >= s1 else answers[::-1]))
-    reason = "tie" if s0 == s1 else pair_reason(full, good, bad)
-    return Row(human(full), reply(good), reply(bad), reason)
+    return Row(human(full), reply(good), reply(bad), pair_reason(full, good, bad), None, max(s0, s1), min(s0, s1))
 
 
 def _normalizer(opts: AdapterOptions) -> Normalizer:
@@ -59,7 +60,7 @@ def _normalizer(opts: AdapterOptions) -> Normalizer:
 
 ADAPTER = Adapter(name="webgpt", columns=COLUMNS, text_fields=("answer_0", "answer_1"), required=COLUMNS, phases=(1, 2, 3),
                   formatting='" Human: "+question.full_text+" Assistant:", " "+cleaned better/worse answer; ties dropped',
-                  make=_normalizer)
+                  make=_normalizer, version=2)
 SPECS = (Spec(name="webgpt", hub_id="openai/webgpt_comparisons", adapter=ADAPTER, aliases=("webgpt_comparisons",),
               train=("train", "comparisons"), eval=(), parquet_config="default",
               native="question.full_text, answer_0, answer_1, score_0, score_1 (+ quotes_*, tokens_*)"),)
