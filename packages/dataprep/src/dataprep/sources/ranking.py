@@ -142,7 +142,7 @@ def _user_row(row: dict, opts: AdapterOptions) -> Ranking:
     given = numbers(row.get(field), field, len(texts))
     order, scores = ([-rank for rank in given], None) if field == "ranks" else (given, given)
     if opts.template == "chat":
-        rendered, responses = render([{"role": "user", "content": prompt}], texts, opts)
+        rendered, responses, _ = render([{"role": "user", "content": prompt}], texts, opts)  # one user turn: no assistant spans
     else:
         rendered, responses = reply(prompt), [reply(t) for t in texts]
     return Ranking(prompt, texts, rendered, responses, order, scores)

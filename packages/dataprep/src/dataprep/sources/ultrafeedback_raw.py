@@ -37,7 +37,7 @@ def _row(row: dict, opts: AdapterOptions) -> Ranking:
         raise Skip("wrong_type", "completions")
     texts = strings([c.get("response") for c in completions], "completions.response")
     scores = numbers([c.get("overall_score") for c in completions], "completions.overall_score", len(texts))
-    prompt, responses = render([{"role": "user", "content": instruction}], texts, opts)
+    prompt, responses, _ = render([{"role": "user", "content": instruction}], texts, opts)  # one user turn: no assistant spans
     return Ranking(instruction, texts, prompt, responses, scores, scores)
 
 
