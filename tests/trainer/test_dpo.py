@@ -137,3 +137,14 @@ def test_dpo_learns_the_toy_preference(tmp_path):
                  "--learning_rate", "3e-3", "--beta", "0.1")
     evals = [r["eval_accuracy"] for r in rows if "eval_accuracy" in r]
     assert evals[0] < 0.9 < evals[-1]
+
+
+def test_packed_dpo_starts_at_ln2_and_both_reference_paths_agree(fixed_length_shards, tiny_checkpoint, tmp_path):
+    """--packing: a pair's rows travel in one pack; the cached reference log-probs ride along in the packed
+    batch, and the on-the-fly reference scores the same packed batch."""
+    runs = {how: train("trainer.phase2_dpo", fixed_length_shards, tmp_path / how, *dpo_flags(tiny_checkpoint, "--max_steps", "3", "--packing",
+                                                                                             "--precompute_ref", how), model_flags=False)
+            for how in ("on", "off")}
+    steps = {how: [r["loss"] for r in rows if "loss" in r] for how, rows in runs.items()}
+    assert steps["on"][0] == pytest.approx(math.log(2), abs=1e-6) and steps["on"][-1] < steps["on"][0] - 1e-3
+    assert steps["off"] == pytest.approx(steps["on"], rel=1e-5, abs=1e-6)

@@ -120,6 +120,27 @@ def test_phase2_packed_values_scores_and_loss_equal_unpacked(sample_shards, rout
         assert step.loss.item() == pytest.approx(ref["loss"].item(), rel=1e-5) and step.samples == len(lengths) // 2
 
 
+@pytest.mark.parametrize("route", ROUTES)
+def test_dpo_packed_answer_logps_and_losses_equal_unpacked(sample_shards, route):
+    """DPO sums each row's answer log-probs over its own tokens from its prompt_len: packed or not, the
+    same sums (the answer spans included), so the same losses and rewards."""
+    from trainer import dpo, phase2_dpo
+
+    packed, unpacked = same_rows(sample_shards, 2)
+    model = sft_model(sample_shards, kernel(route))
+    with torch.no_grad():
+        expected, expected_len = phase2_dpo.answer_logps(model, unpacked, packed=False)
+        logits = model(**inputs(packed, route), use_cache=False).logits
+    sums, lengths = dpo.packed_answer_logps(logits, packed)
+    assert lengths.tolist() == expected_len.tolist() and min(lengths.tolist()) > 0
+    assert (sums - expected).abs().max().item() <= 1e-4 and (sums - expected).abs().max().item() / expected.abs().max().item() <= 1e-5
+    reference = expected.double() + torch.randn(len(expected), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    for objective in (dpo.Objective("sigmoid", 0.1), dpo.Objective("ipo", 0.1), dpo.Objective("simpo", 2.0)):
+        ref = reference if objective.needs_reference else None
+        mine, theirs = dpo.preference_loss(objective, sums, ref, lengths), dpo.preference_loss(objective, expected, ref, expected_len)
+        assert mine.loss.mean().item() == pytest.approx(theirs.loss.mean().item(), rel=1e-5), objective.loss
+
+
 @pytest.mark.parametrize("phase", [1, 2])
 @pytest.mark.parametrize("route", ROUTES)
 def test_no_token_attends_across_rows(sample_shards, phase, route):

@@ -53,6 +53,21 @@ def answer_logps(logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: 
     return (logps * answer).sum(dim=1), answer.sum(dim=1)
 
 
+def packed_answer_logps(logits: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """answer_logps for a packed batch (packing.py), per original row ([R], [R]), from logits in either
+    input layout. Token t is predicted by the logits at t - 1 of the same row; it belongs to the answer
+    when its position within the row is at least the row's prompt_len."""
+    ids = batch["input_ids"].reshape(logits.shape[:-1])
+    segment, position = batch["segment"].reshape(ids.shape), batch["position_ids"].reshape(ids.shape)
+    logps = gather_logprobs(logits[:, :-1], ids[:, 1:])
+    row = segment[:, 1:]
+    answer = (row >= 0) & (row == segment[:, :-1]) & (position[:, 1:] >= batch["prompt_len"][row.clamp(min=0)])
+    rows = len(batch["row_len"])
+    total = torch.zeros(rows, dtype=logps.dtype, device=logps.device).index_add_(0, row[answer], logps[answer])
+    count = torch.zeros(rows, dtype=torch.long, device=logps.device).index_add_(0, row[answer], torch.ones_like(row[answer]))
+    return total, count
+
+
 @dataclass(frozen=True)
 class Scored:
     """Per pair ([B]): the loss and the implicit rewards of the chosen and the rejected answer."""

@@ -151,6 +151,8 @@ class PackedCollator:
         rows = [row for pack in packs for row in pack.rows]  # item k of the batch
         if "chosen_score" in rows[0]:  # pairs: the graders' margin, per pair (collate.PairCollator)
             batch["margin"] = np.array([r["chosen_score"] - r["rejected_score"] for r in rows], np.float32)
+        if "ref_logps" in rows[0]:  # DPO's cached reference log-probs, per row: chosen rows, then rejected rows
+            batch["ref_logps"] = np.concatenate([[r["ref_logps"][0] for r in rows], [r["ref_logps"][1] for r in rows]]).astype(np.float64)
         return {k: torch.from_numpy(v) for k, v in batch.items()}
 
 

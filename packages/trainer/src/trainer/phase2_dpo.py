@@ -9,7 +9,8 @@ log-probs are computed once before training into OUTPUT_DIR/reference/ (referenc
 the next run on the same shards and reference; the reference model is then freed before the policy
 is built. --precompute_ref off keeps it as a frozen engine beside the policy instead. SimPO needs none.
 Per step and at eval: the loss, the chosen and rejected implicit rewards, their margin and the share
-of pairs ranked right. The loop is loop.run.
+of pairs ranked right. With --packing a pair's two rows share a pack (packing.py) and each row's
+answer log-prob is summed over its own tokens, so the losses are the unpacked ones. The loop is loop.run.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from trainer import dpo, flags as F, reference as R, runtime
+from dataprep.format import TOKEN_COLUMNS
+from trainer import dpo, flags as F, packing, reference as R, runtime
 from trainer.collate import PairCollator
-from trainer.loop import Recipe, Step, run
+from trainer.loop import Packed, Recipe, Step, run
 from trainer.models import causal_lm, partitioned
 from trainer.shard_dataset import ShardDataset
 
@@ -69,11 +71,12 @@ class Reference:
         f = self.flags
         spec = runtime.EngineSpec(f.per_device_eval_batch_size, 1, 3 if f.zero_stage == 3 else 0, f.dtype)
         torch.manual_seed(f.seed)  # built from a config, it gets the weights the policy will start from
+        attention = packing.varlen_kernel(f.packing, f.dtype)  # the policy's kernel: it scores the same packed batches
         with partitioned(runtime.ds_config(spec, world)):
             if f.ref_model_name_or_path:
-                model = causal_lm(f.ref_model_name_or_path, None, tokenizer)
+                model = causal_lm(f.ref_model_name_or_path, None, tokenizer, attention=attention)
             else:
-                model = causal_lm(f.model_name_or_path, f.model_config, tokenizer)
+                model = causal_lm(f.model_name_or_path, f.model_config, tokenizer, attention=attention)
         return runtime.frozen_engine(model, spec, world)
 
     def setup(self, train: ShardDataset, evals: ShardDataset, rank: int, world: int, device: torch.device) -> tuple:
@@ -107,14 +110,13 @@ class Reference:
                       f"{caches[d.side].path}", flush=True)
         return R.WithReference(train, values["train"]), R.WithReference(evals, values["eval"])
 
-    def logps(self, batch: dict) -> torch.Tensor | None:
+    def logps(self, batch: dict, packed: bool) -> torch.Tensor | None:
         if "ref_logps" in batch:
             return batch["ref_logps"]
         if self.engine is None:
             return None
         with torch.no_grad():
-            logits = self.engine(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
-            return dpo.answer_logps(logits, batch["input_ids"], batch["attention_mask"], batch["prompt_len"])[0]
+            return answer_logps(self.engine, batch, packed)[0]
 
 
 def _from_rank0(values: np.ndarray | None, rows: int, device: torch.device) -> np.ndarray | None:
@@ -129,10 +131,18 @@ def _from_rank0(values: np.ndarray | None, rows: int, device: torch.device) -> n
     return tensor.cpu().numpy()
 
 
-def score(engine, batch: dict, reference: Reference, objective: dpo.Objective) -> dpo.Scored:
-    logits = engine(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
-    policy, lengths = dpo.answer_logps(logits, batch["input_ids"], batch["attention_mask"], batch["prompt_len"])
-    return dpo.preference_loss(objective, policy, reference.logps(batch), lengths)
+def answer_logps(model, batch: dict, packed: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's summed answer log-prob and answer length under `model`: chosen rows, then rejected rows."""
+    if packed:
+        logits = model(**packing.model_inputs(batch, packing.attention_of(model)), use_cache=False).logits
+        return dpo.packed_answer_logps(logits, batch)
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+    return dpo.answer_logps(logits, batch["input_ids"], batch["attention_mask"], batch["prompt_len"])
+
+
+def score(engine, batch: dict, reference: Reference, objective: dpo.Objective, packed: bool = False) -> dpo.Scored:
+    policy, lengths = answer_logps(engine, batch, packed)
+    return dpo.preference_loss(objective, policy, reference.logps(batch, packed), lengths)
 
 
 def eval_metrics(totals: dict[str, float]) -> dict:
@@ -145,11 +155,12 @@ def eval_metrics(totals: dict[str, float]) -> dict:
 def recipe(flags: DPOFlags) -> Recipe:
     reference, objective = Reference(flags), flags.objective
 
-    def step(engine, batch: dict) -> Step:
-        scored = score(engine, batch, reference, objective)
+    def step(engine, batch: dict, packed: bool = False) -> Step:
+        scored = score(engine, batch, reference, objective, packed)
         logged = {"chosen_reward": scored.chosen_reward.mean().item(), "rejected_reward": scored.rejected_reward.mean().item(),
                   "reward_accuracy": scored.correct.double().mean().item(), "reward_margin": scored.margin.mean().item()}
-        return Step(scored.loss.mean(), tokens=int(batch["attention_mask"].sum()), samples=len(scored.loss), logged=logged)
+        tokens = packing.real_tokens(batch) if packed else int(batch["attention_mask"].sum())
+        return Step(scored.loss.mean(), tokens=tokens, samples=len(scored.loss), logged=logged)
 
     def eval_sums(engine, batch: dict) -> torch.Tensor:
         s = score(engine, batch, reference, objective)
@@ -158,7 +169,8 @@ def recipe(flags: DPOFlags) -> Recipe:
 
     return Recipe(
         phase=2,
-        model=lambda f, tokenizer: causal_lm(f.model_name_or_path, f.model_config, tokenizer, f.dropout),
+        model=lambda f, tokenizer: causal_lm(f.model_name_or_path, f.model_config, tokenizer, f.dropout,
+                                             packing.varlen_kernel(f.packing, f.dtype)),
         collator=lambda pad_id, width: PairCollator(pad_id, pad_to=width),
         step=step,
         eval_names=("loss_sum", "correct", "pairs", "chosen_sum", "rejected_sum"),
@@ -166,6 +178,8 @@ def recipe(flags: DPOFlags) -> Recipe:
         eval_metrics=eval_metrics,
         panels=(("loss", "eval_loss"), ("reward_accuracy", "eval_accuracy"), ("chosen_reward", "rejected_reward"), ("reward_margin",)),
         setup=reference.setup,
+        packed=Packed(collator=lambda pad_id, width: packing.PackedCollator(pad_id, TOKEN_COLUMNS[2], pad_to=width),
+                      step=lambda engine, batch: step(engine, batch, packed=True)),
     )
 
 

@@ -59,6 +59,13 @@ def eval_metrics(totals: dict[str, float]) -> dict:
 
 
 
+def packed_step(engine, batch: dict, margin_loss: bool = False) -> Step:
+    """The end-score loss on a packed batch: each row's score at its own last token."""
+    values = engine(**packing.model_inputs(batch, packing.attention_of(engine)))
+    loss = ranking_loss(values.reshape(-1)[packing.last_tokens(batch)], batch["margin"] if margin_loss else None)["loss"]
+    return Step(loss, tokens=packing.real_tokens(batch), samples=len(batch["row_len"]) // 2)
+
+
 def require_scores(train: ShardDataset, evals: ShardDataset, rank: int, world: int, device) -> tuple:
     """--margin_loss needs the graders' scores: shards with none are refused before a model is built."""
     scores = train.scalar("chosen_score"), train.scalar("rejected_score")
@@ -75,13 +82,6 @@ def recipe(flags: RewardFlags) -> Recipe:
         loss = pairwise_loss(engine(ids, mask), ids, mask, kind=flags.loss, margin=margin)["loss"]
         return Step(loss, tokens=int(batch["attention_mask"].sum()), samples=batch["input_ids"].shape[0] // 2)
 
-    def packed_step(engine, batch: dict) -> Step:
-        """The end-score loss on a packed batch: each row's score at its own last token."""
-        values = engine(**packing.model_inputs(batch, packing.attention_of(engine)))
-        margin = batch["margin"] if flags.margin_loss else None
-        loss = ranking_loss(values.reshape(-1)[packing.last_tokens(batch)], margin)["loss"]
-        return Step(loss, tokens=packing.real_tokens(batch), samples=len(batch["row_len"]) // 2)
-
     return Recipe(
         phase=2,
         model=lambda f, tokenizer: RewardModel(backbone(f.model_name_or_path, f.model_config, tokenizer, f.dropout,
@@ -92,7 +92,7 @@ def recipe(flags: RewardFlags) -> Recipe:
         eval_sums=eval_sums,
         eval_metrics=eval_metrics,
         panels=(("loss",), ("eval_accuracy",)),
-        packed=Packed(collator=lambda pad_id, width: packing.PackedCollator(pad_id, TOKEN_COLUMNS[2], pad_to=width), step=packed_step),
+        packed=Packed(collator=lambda pad_id, width: packing.PackedCollator(pad_id, TOKEN_COLUMNS[2], pad_to=width), step=lambda engine, batch: packed_step(engine, batch, flags.margin_loss)),
         setup=require_scores if flags.margin_loss else None,
     )
 

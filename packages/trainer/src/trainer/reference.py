@@ -116,10 +116,14 @@ def compute(engine, dataset: ShardDataset, collate: Callable, batch_size: int, r
 
 
 class WithReference:
-    """A phase-2 dataset whose rows also carry their reference log-probs (`ref_logps`: chosen, rejected)."""
+    """A phase-2 dataset whose rows also carry their reference log-probs (`ref_logps`: chosen, rejected);
+    otherwise the ShardDataset it wraps (its lengths, tokenizer and limits, for --packing)."""
 
     def __init__(self, dataset: ShardDataset, values: np.ndarray):
         self.dataset, self.values = dataset, values
+
+    def __getattr__(self, name: str):
+        return getattr(self.dataset, name)
 
     def __len__(self) -> int:
         return len(self.dataset)
