@@ -2,6 +2,7 @@
 
 Every shard gets format.check_shard (size, Arrow structure, schema, metadata, rows, every offset), and
 on top: the sha256 of every file, the manifest's own content hash, token ids inside the vocabulary,
+one 0/1 loss_mask value per phase-1 token,
 no extra files, and the count arithmetic. Every problem found is reported, one line each.
 """
 
@@ -12,7 +13,7 @@ from pathlib import Path
 import pyarrow.compute as pc
 
 from dataprep.errors import DataprepError
-from dataprep.format import MANIFEST, PART_DIRS, TEXT_TABLES, UNSUP, Manifest, check_hash, check_shard
+from dataprep.format import LOSS_MASK, MANIFEST, PART_DIRS, TEXT_TABLES, UNSUP, Manifest, check_hash, check_shard
 
 
 def verify(out: Path) -> tuple[list[str], dict]:
@@ -37,6 +38,11 @@ def verify(out: Path) -> tuple[list[str], dict]:
                 values = table.column(column).combine_chunks().values
                 if len(values) and (pc.max(values).as_py() >= vocab or pc.min(values).as_py() < 0):
                     problems.append(f"{out / record['file']}: {column} holds ids outside the vocabulary [0, {vocab})")
+            if LOSS_MASK in table.column_names:
+                mask = table.column(LOSS_MASK)
+                aligned = pc.all(pc.equal(pc.list_value_length(mask), pc.list_value_length(table.column("input_ids")))).as_py() is not False
+                if not aligned or pc.max(pc.list_flatten(mask)).as_py() not in (None, 0, 1):
+                    problems.append(f"{out / record['file']}: {LOSS_MASK} is not one 0 or 1 per input id")
             kept += table.num_rows
             counted["shards"] += 1
         counted["rows"] += kept
