@@ -54,9 +54,30 @@ def make_input(rows: int) -> Path:
     return path
 
 
-def measure(system: str, src: Path, out: Path, workers: int) -> dict:
+def make_eval(rows: int, planted: int = 20) -> Path:
+    """A --decontaminate file of `rows` texts like the input's but sharing no 13-word window with it: each
+    base dialogue with its words in reverse order. Every rows // planted-th text is instead a base
+    row's last reply, verbatim (one of at least 13 words): a leak that every copy of that row carries."""
+    path = WORK / f"eval-{rows}.jsonl"
+    if path.exists():
+        return path
+    base = [json.loads(line)["chosen"] for f in FILES for line in gzip.open(f, "rt", encoding="utf-8")]
+    replies = [reply for reply in (b.rsplit("Assistant:", 1)[-1].strip() for b in base) if len(reply.split()) >= 13]
+    WORK.mkdir(exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", encoding="utf-8") as out:
+        for i in range(rows):
+            leak = i % (rows // planted) == 0
+            text = replies[(i * 7919) % len(replies)] if leak else " ".join(reversed(base[i % len(base)].split()))
+            out.write(json.dumps({"text": text}) + "\n")
+    tmp.rename(path)
+    return path
+
+
+def measure(system: str, src: Path, out: Path, workers: int, *extra: str) -> dict:
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, str(HERE / "systems.py"), system, str(src), str(out), str(workers)], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, str(HERE / "systems.py"), system, str(src), str(out), str(workers), *extra],
+                            stdout=subprocess.PIPE, text=True)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     output = proc.stdout.read()

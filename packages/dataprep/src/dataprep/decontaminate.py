@@ -6,11 +6,16 @@ every string column (an HH file's chosen and rejected, a benchmark's question an
 ngrams.py's (letters and digits, ASCII lower-cased); a window never spans two texts, nor two fields
 of a training row.
 
-The index holds every window of every text as a 64-bit signature, sorted, with a bitmap over the
-signatures' top bits in front (about 64 bits per window, so 1 in 64 windows that are not in the index
-go on to the sorted search). A training window whose signature is found is confirmed word for word
-against the benchmark text it points to, so a row is dropped only for a real shared window, and the
-window's words are what dropped/ records.
+Finding the rows, in two steps:
+  1. candidates: the index holds every m-word window of every benchmark text (m = n - s + 1, s =
+     n // 3: 10 words for n = 13) as a 64-bit signature, sorted, with a bitmap over the signatures'
+     top bits in front (64 bits per window: 1 in 64 absent windows goes on to the sorted search). A
+     training text is looked up only at every s-th word: a shared n-word window starts at most s - 1
+     words before a sampled word, so it contains the m-word window from there, and the lookup finds
+     it. Sampling cuts the lookups s-fold; no shared window is missed.
+  2. confirm: a candidate row's every m-word window is looked up, and each one found is compared word
+     for word, n words long, with the benchmark text at the place the index records. A row is
+     dropped only for a real shared n-word window, and those words are what dropped/ records.
 """
 
 from __future__ import annotations
@@ -35,73 +40,87 @@ MAX_BITMAP_BITS = 30  # 128 MiB: past about 16M windows the bitmap filters less,
 class Benchmark:
     """The windows of every --decontaminate text, sorted by signature."""
 
-    n: int
+    n: int  # words a shared window has
+    m: int  # words of the indexed windows
+    stride: int  # a candidate's windows are looked up every `stride` words
     files: list[dict]  # per file: path, sha256, texts, windows
     texts: pa.LargeStringArray  # every text, in file order
     sig: np.ndarray  # uint64, sorted
-    text: np.ndarray  # per signature: its text's index in `texts`
-    word: np.ndarray  # its first word's index in that text
+    text: np.ndarray  # int32 per signature: its text's index in `texts`
+    word: np.ndarray  # int32: its first word's index in that text
     bitmap: np.ndarray  # uint8: bit t is set when some signature's top `bits` bits equal t
     bits: int
 
     def record(self) -> dict:
-        return {"ngram": self.n, "files": self.files, "texts": len(self.texts), "windows": len(self.sig)}
+        return {"ngram": self.n, "files": self.files, "texts": len(self.texts), "windows": sum(f["windows"] for f in self.files)}
 
-    def find(self, array: pa.Array) -> dict[int, str]:
-        """The strings of `array` that share a window with the benchmark -> that window's words (their
-        first such window)."""
-        found: dict[int, str] = {}
-        w = ngrams.windows(array, self.n)
-        top = w.sig >> np.uint64(64 - self.bits)
-        maybe = np.flatnonzero((self.bitmap[(top >> np.uint64(3)).astype(np.intp)] >> (top & np.uint64(7)).astype(np.uint8)) & 1)
-        lo = np.searchsorted(self.sig, w.sig[maybe], side="left")
-        hi = np.searchsorted(self.sig, w.sig[maybe], side="right")
-        hit = hi > lo
-        at, lo, hi = maybe[hit], lo[hit], hi[hit]
-        mine: dict[int, list[bytes]] = {}
-        for i, text, word in zip(range(len(at)), w.text[at].tolist(), w.word[at].tolist()):
-            if text in found:
-                continue
-            words = mine.get(text) or mine.setdefault(text, ngrams.words(array[text].as_py() or ""))
-            window = words[word : word + self.n]
-            if any(self._words(j) == window for j in range(lo[i], hi[i])):
-                found[text] = b" ".join(window).decode()
+    def candidates(self, array: pa.Array) -> np.ndarray:
+        """bool per string of `array`: some sampled window's signature is in the index (`confirm` decides)."""
+        w = ngrams.windows(array, self.m, self.stride)
+        found = np.zeros(len(array), bool)
+        found[w.text[self._hits(w.sig)[0]]] = True
         return found
 
+    def confirm(self, rows: list[tuple[str | None, ...]]) -> list[str | None]:
+        """Per row (its fields' texts), the words of its first window that a benchmark text has, or None."""
+        found: list[str | None] = [None] * len(rows)
+        for field in range(len(rows[0]) if rows else 0):
+            w = ngrams.windows(pa.array([r[field] or "" for r in rows], pa.string()), self.m)
+            at, lo, hi = self._hits(w.sig)
+            for row, word, first, last in zip(w.text[at].tolist(), w.word[at].tolist(), lo.tolist(), hi.tolist()):
+                if found[row] is None:
+                    window = ngrams.words(rows[row][field])[word : word + self.n]
+                    if len(window) == self.n and any(self._words(j) == window for j in range(first, last)):
+                        found[row] = b" ".join(window).decode()
+        return found
+
+    def _hits(self, sig: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(positions in `sig` found in the index, and for each the range of equal signatures there)."""
+        top = sig >> np.uint64(64 - self.bits)
+        maybe = np.flatnonzero((self.bitmap[(top >> np.uint64(3)).astype(np.intp)] >> (top & np.uint64(7)).astype(np.uint8)) & 1)
+        lo = np.searchsorted(self.sig, sig[maybe], side="left")
+        hi = np.searchsorted(self.sig, sig[maybe], side="right")
+        hit = hi > lo
+        return maybe[hit], lo[hit], hi[hit]
+
     def _words(self, j: int) -> list[bytes]:
-        """The words of the benchmark window at sorted position j."""
+        """The n words of the benchmark text from the window at sorted position j (fewer at its end)."""
         start = int(self.word[j])
         return ngrams.words(self.texts[int(self.text[j])].as_py())[start : start + self.n]
 
 
 def load(inputs: list[Input], n: int) -> Benchmark:
-    """Read and index every file of the --decontaminate datasets."""
+    """Read and index every file of the --decontaminate datasets for shared windows of n words."""
+    stride = max(1, n // 3)
+    m = n - stride + 1
     texts, sigs, text_of, word_of, files, count = [], [], [], [], [], 0
     for input_ in inputs:
         for file, meta in zip(input_.dataset.files, input_.files):
             windows = 0
             file_texts = 0
             for array in _texts(file.path):
-                w = ngrams.windows(array, n)
+                w = ngrams.windows(array, m)
                 texts.append(array.cast(pa.large_string()))
                 sigs.append(w.sig)
                 text_of.append(w.text + count)
                 word_of.append(w.word)
                 count += len(array)
                 file_texts += len(array)
-                windows += len(w.sig)
+                per_text = np.bincount(w.text, minlength=len(array))  # m-word windows; a text has n - m fewer of n words
+                windows += int(np.clip(per_text - (n - m), 0, None).sum())
             if windows == 0:
                 raise DataprepError(f"--decontaminate {file.path}: no text of {n} words or more; nothing to decontaminate against "
                                     "(check the file, or lower --decontam-ngram)")
             files.append({"path": meta["path"], "sha256": meta["sha256"], "texts": file_texts, "windows": windows})
     sig = np.concatenate(sigs)
-    order = np.argsort(sig, kind="stable")
+    order = np.argsort(sig)  # which of equal signatures comes first does not matter
     sig = sig[order]
     bits = min(MAX_BITMAP_BITS, max(16, math.ceil(math.log2(len(sig) * 64))))
     top = sig >> np.uint64(64 - bits)
     bitmap = np.zeros(1 << (bits - 3), np.uint8)
     np.bitwise_or.at(bitmap, (top >> np.uint64(3)).astype(np.intp), np.left_shift(1, top & np.uint64(7)).astype(np.uint8))
-    return Benchmark(n, files, pa.concat_arrays(texts), sig, np.concatenate(text_of)[order], np.concatenate(word_of)[order], bitmap, bits)
+    text, word = (np.concatenate(a)[order].astype(np.int32) for a in (text_of, word_of))
+    return Benchmark(n, m, stride, files, pa.concat_arrays(texts), sig, text, word, bitmap, bits)
 
 
 def _texts(path: Path):

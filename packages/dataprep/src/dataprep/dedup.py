@@ -30,8 +30,8 @@ def normalized(field: str) -> pl.Expr:
 
 def content_keys(rows: pa.Table) -> np.ndarray:
     """A (rows, 2) uint64 key per row of a table with FIELDS: equal exactly when the normalised fields are."""
-    frame = pl.from_arrow(rows.select(list(FIELDS)))
-    fields = pl.struct([normalized(f) for f in FIELDS])
+    frame = pl.from_arrow(rows.select(list(FIELDS))).select([normalized(f) for f in FIELDS])  # normalised once, hashed twice
+    fields = pl.struct(list(FIELDS))
     keys = frame.select([fields.hash(seed).alias(f"k{i}") for i, seed in enumerate(_SEEDS)])
     return keys.to_numpy().astype(np.uint64, copy=False).reshape(-1, 2)
 

@@ -41,22 +41,22 @@ class Windows:
     word: np.ndarray  # int64: the index of its first word within that string
 
 
-def windows(array: pa.Array, n: int) -> Windows:
-    """The n-word windows of a string array (a null is an empty string)."""
+def windows(array: pa.Array, n: int, stride: int = 1) -> Windows:
+    """The n-word windows of a string array (a null is an empty string) that start at a word whose
+    index in the whole array is a multiple of `stride`."""
     sig, first_word = _word_signatures(array)
     count = len(sig) - n + 1
     if count <= 0:
         return Windows(np.zeros(0, np.uint64), np.zeros(0, np.int64), np.zeros(0, np.int64))
+    text_of_word = np.repeat(np.arange(len(first_word) - 1), np.diff(first_word))
+    at = np.arange(0, count, stride)
+    at = at[text_of_word[at] == text_of_word[at + n - 1]]
     # sig_i = sum_t w[i+t] * B**t: the prefix sums of w[j] * B**j, differenced and divided by B**i.
     power, inverse = _powers(len(sig))
     prefix = np.zeros(len(sig) + 1, np.uint64)
     np.cumsum(sig * power[: len(sig)], out=prefix[1:])
-    window_sig = (prefix[n:] - prefix[:-n]) * inverse[:count]
-    text_of_word = np.repeat(np.arange(len(first_word) - 1), np.diff(first_word))
-    inside = text_of_word[:count] == text_of_word[n - 1 :]
-    at = np.flatnonzero(inside)
     text = text_of_word[at]
-    return Windows(window_sig[at], text, at - first_word[text])
+    return Windows((prefix[at + n] - prefix[at]) * inverse[at], text, at - first_word[text])
 
 
 def _word_signatures(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -69,16 +69,17 @@ def _word_signatures(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     lo, size = int(offsets[0]), int(offsets[-1] - offsets[0])
     raw = np.frombuffer(data, np.uint8, count=size, offset=lo) if size else np.zeros(0, np.uint8)
     starts = offsets - lo
-    # Lower-case ASCII, then zero every separator byte: a word's bytes are the nonzero runs. Eight zero
-    # bytes of padding let the last word be read 8 bytes at a time.
+    # Word bytes: ASCII letters and digits, and every byte >= 0x80. A word's signature reads its bytes
+    # OR 0x20: that lower-cases ASCII letters, leaves digits and lower case alone, and merges some
+    # non-ASCII bytes, which only makes some signatures equal that `words` then tells apart. Eight bytes
+    # of padding let the last word be read 8 bytes at a time.
     buf = np.zeros(size + 8, np.uint8)
     low = buf[:size]
-    np.add(raw, (raw - np.uint8(65) < 26).view(np.uint8) << 5, out=low)
+    np.bitwise_or(raw, np.uint8(0x20), out=low)
     is_word = np.zeros(size + 1, bool)
     np.less(low - np.uint8(97), 26, out=is_word[:size])
-    is_word[:size] |= low - np.uint8(48) < 10
-    is_word[:size] |= low >= 128
-    low *= is_word[:size]
+    is_word[:size] |= raw - np.uint8(48) < 10
+    is_word[:size] |= raw >= 128
     edges = np.flatnonzero(is_word[1:] != is_word[:-1]) + 1
     if size and is_word[0]:
         edges = np.concatenate([[0], edges])

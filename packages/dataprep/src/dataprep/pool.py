@@ -106,6 +106,14 @@ class Pool:
         reason = pc.coalesce(pa.array(names, pa.string()), rows.column("drop_reason"))
         return rows.set_column(rows.schema.get_field_index("drop_reason"), "drop_reason", reason)
 
+    def read(self, start: int, stop: int) -> pa.Table:
+        """Rows start..stop-1 as the file holds them (no screen verdicts), without copying: a sequential
+        scan's read. The table maps the file until it is dropped, so scan in bounded ranges."""
+        first, last = np.searchsorted(self.batch_starts, [start, stop - 1], side="right") - 1
+        reader = pa.ipc.open_file(pa.memory_map(str(self.path)))
+        table = pa.Table.from_batches([reader.get_batch(int(b)) for b in range(first, last + 1)], schema=POOL_SCHEMA)
+        return table.slice(start - int(self.batch_starts[first]), stop - start)
+
     def details(self, index: np.ndarray) -> list[str | None]:
         """The screen's detail for the rows at `index` (None where it has none)."""
         detail = self.screened.detail if self.screened is not None else {}

@@ -14,11 +14,10 @@ parsed row is screened, whichever phase it falls in (the pools are read once, in
 
 from __future__ import annotations
 
-from typing import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 from tqdm import tqdm
 
 from dataprep import dedup
@@ -28,62 +27,76 @@ from dataprep.pool import Pool, Screened
 REASONS = ("duplicate", "contaminated")
 DUPLICATE, CONTAMINATED = range(len(REASONS))
 CHUNK = 4096  # rows per read: large enough for polars and numpy, small enough to keep memory flat
+THREADS = 2  # numpy and polars release the GIL: two chunks at a time use both cores of a small machine
+
+
+@dataclass(frozen=True)
+class _Scanned:
+    """What one chunk of a pool gave: the keys of its parsed rows, and the rows the benchmark flags."""
+
+    parsed: np.ndarray  # pool positions of the chunk's parsed rows
+    keys: np.ndarray  # (len(parsed), 2) dedup keys, or None without dedup
+    flagged: np.ndarray  # pool positions of parsed rows with a window signature in the benchmark
 
 
 def screen(pools: list[Pool], dedup_rows: bool, benchmark: Benchmark | None, progress: bool = False) -> list[Pool]:
     """The pools with the screen's verdicts (unchanged when neither dedup nor a benchmark is asked for)."""
     if not dedup_rows and benchmark is None:
         return pools
-    keys: list[np.ndarray] = []
-    matched: list[dict[int, str]] = [{} for _ in pools]
-    bar = tqdm(total=sum(int(p.parsed.sum()) for p in pools), desc="screen", unit="row", disable=None if progress else True)
-    for p, pool in enumerate(pools):
-        for rows, positions in _chunks(pool):
-            if dedup_rows:
-                keys.append(dedup.content_keys(rows))
-            if benchmark is not None:
-                for field in dedup.FIELDS:
-                    for i, window in benchmark.find(pc.fill_null(rows.column(field).combine_chunks(), "")).items():
-                        matched[p].setdefault(int(positions[i]), window)
-            bar.update(len(positions))
-    bar.close()
+    scanned = [_scan(pool, dedup_rows, benchmark, progress) for pool in pools]
     code = [np.full(pool.size, -1, np.int8) for pool in pools]
     detail: list[dict[int, str]] = [{} for _ in pools]
     if dedup_rows:
-        _mark_duplicates(pools, np.concatenate(keys) if keys else np.zeros((0, 2), np.uint64), code, detail)
-    for p, found in enumerate(matched):
-        for row, window in found.items():
-            if code[p][row] < 0:
-                code[p][row] = CONTAMINATED
-                detail[p][row] = window
+        _mark_duplicates(pools, scanned, code, detail)
+    if benchmark is not None:
+        for pool, chunks, codes, details in zip(pools, scanned, code, detail):
+            flagged = np.concatenate([c.flagged for c in chunks])
+            flagged = flagged[codes[flagged] < 0]  # a duplicate stays a duplicate
+            rows = pool.take(flagged).select(list(dedup.FIELDS)).to_pylist()
+            for row, window in zip(flagged.tolist(), benchmark.confirm([tuple(r.values()) for r in rows])):
+                if window is not None:
+                    codes[row], details[row] = CONTAMINATED, window
     return [pool.screen(Screened(c, REASONS, d)) for pool, c, d in zip(pools, code, detail)]
 
 
-def _chunks(pool: Pool) -> Iterator[tuple[pa.Table, np.ndarray]]:
-    """(rows, their pool positions) of the rows kept while parsing, in pool order, CHUNK at a time."""
-    parsed = np.flatnonzero(pool.parsed)
-    for start in range(0, len(parsed), CHUNK):
-        positions = parsed[start : start + CHUNK]
-        yield pool.take(positions).select(list(dedup.FIELDS)), positions
+def _scan(pool: Pool, dedup_rows: bool, benchmark: Benchmark | None, progress: bool) -> list[_Scanned]:
+    """One pass over a pool, CHUNK rows at a time, THREADS chunks in flight."""
+
+    def chunk(start: int) -> _Scanned:
+        rows = pool.read(start, min(start + CHUNK, pool.size)).select(list(dedup.FIELDS))
+        mine = pool.parsed[start : start + rows.num_rows]
+        parsed = np.flatnonzero(mine) + start
+        keys = dedup.content_keys(rows)[mine] if dedup_rows else None
+        flagged = np.zeros(rows.num_rows, bool)
+        if benchmark is not None:
+            for field in dedup.FIELDS:
+                flagged |= benchmark.candidates(rows.column(field).combine_chunks())
+        return _Scanned(parsed, keys, np.flatnonzero(flagged & mine) + start)
+
+    with ThreadPoolExecutor(THREADS) as threads, tqdm(total=pool.size, desc=f"screen {pool.name}", unit="row",
+                                                      disable=None if progress else True) as bar:
+        out = []
+        for result in threads.map(chunk, range(0, pool.size, CHUNK)):
+            out.append(result)
+            bar.update(min(CHUNK, pool.size - len(out) * CHUNK + CHUNK))
+        return out
 
 
-def _mark_duplicates(pools: list[Pool], keys: np.ndarray, code: list[np.ndarray], detail: list[dict[int, str]]) -> None:
+def _mark_duplicates(pools: list[Pool], scanned: list[list[_Scanned]], code: list[np.ndarray], detail: list[dict[int, str]]) -> None:
     """Mark every parsed row whose key an earlier parsed row has; the detail names that first copy."""
-    # Global position g of a parsed row -> (its pool, its row in the pool).
-    owner = np.concatenate([np.full(int(p.parsed.sum()), i, np.int64) for i, p in enumerate(pools)])
-    row = np.concatenate([np.flatnonzero(p.parsed) for p in pools])
+    keys = np.concatenate([c.keys for chunks in scanned for c in chunks] or [np.zeros((0, 2), np.uint64)])
+    # Global position g of a parsed row (in --data order, then pool order) -> its pool and its row there.
+    row = np.concatenate([c.parsed for chunks in scanned for c in chunks] or [np.zeros(0, np.int64)])
+    owner = np.concatenate([np.full(sum(len(c.parsed) for c in chunks), i, np.int64) for i, chunks in enumerate(scanned)])
     first = dedup.first_copies(keys)
     copies = np.flatnonzero(first != np.arange(len(first)))
-    if len(copies) == 0:
-        return
     originals = first[copies]
     names = {}
     for i, pool in enumerate(pools):  # the source and row_id of each first copy, read once
         mine = np.unique(row[originals[owner[originals] == i]])
-        if len(mine):
-            taken = pool.take(mine)
-            for r, source, row_id in zip(mine.tolist(), taken.column("source").to_pylist(), taken.column("row_id").to_pylist()):
-                names[i, r] = f"copy of {source} row {row_id}"
+        taken = pool.take(mine)
+        for r, source, row_id in zip(mine.tolist(), taken.column("source").to_pylist(), taken.column("row_id").to_pylist()):
+            names[i, r] = f"copy of {source} row {row_id}"
     for g, f in zip(copies.tolist(), originals.tolist()):
         p, r = int(owner[g]), int(row[g])
         code[p][r] = DUPLICATE
