@@ -1,12 +1,16 @@
 """`make bench`: dataprep against a DeepSpeed-Chat-style pipeline, HF datasets and the tokenizer's own
 speed, measured in one run on the same input. Prints one table; ratios are against `ours` (2 workers).
 
-    python bench/run.py [--rows 100000] [--large 1000000] [--only ours,ceiling]
+    python bench/run.py [--rows 100000] [--large 1000000] [--only ours,ceiling,screen] [--screen-repeats 3]
 
 The input is ../shared/data's two HH-RLHF files repeated with a copy number written into the first
 Human turn (so prompts stay distinct) up to --rows; --large repeats the measurement of `ours` and the
 ceiling at that size, to show how memory grows with the input. Each system runs in its own process;
 wall time includes its imports, peak RSS is that process's (largest process for num_proc runs).
+
+The screen section measures what deduplication plus decontamination against a 10,000-text eval file
+(make_eval) add to `ours` (2 workers): prepare with --no-dedup and prepare with both, alternately,
+--screen-repeats times each in the same run; the ratio is of the fastest of each.
 """
 
 from __future__ import annotations
@@ -113,6 +117,32 @@ def run(rows: int, only: set[str] | None, two_workers_only: bool = False) -> lis
     return results
 
 
+def screen_cost(rows: int, repeats: int) -> dict:
+    """prepare with --no-dedup against prepare with dedup and --decontaminate, alternately."""
+    src, bench = make_input(rows), make_eval(10_000)
+    runs: dict[str, list[dict]] = {"plain": [], "screened": []}
+    for i in range(repeats):
+        for kind, system, extra in (("plain", "ours-plain", ()), ("screened", "ours", (str(bench),))):
+            out = WORK / f"out-screen-{rows}"
+            print(f"bench: screen cost, {kind} {i + 1}/{repeats} on {rows} rows ...", file=sys.stderr, flush=True)
+            runs[kind].append(measure(system, src, out, 2, *extra))
+            shutil.rmtree(out, ignore_errors=True)
+    best = {kind: min(r["wall_s"] for r in results) for kind, results in runs.items()}
+    return {"rows": rows, "eval_texts": 10_000, "repeats": repeats, "walls": {k: [r["wall_s"] for r in v] for k, v in runs.items()},
+            "best": best, "ratio": best["screened"] / best["plain"], "screened": runs["screened"][0]["screened"],
+            "rss_mb": {k: max(r["rss_mb"] for r in v) for k, v in runs.items()}}
+
+
+def render_screen(cost: dict) -> str:
+    walls = lambda kind: ", ".join(f"{w:.1f}" for w in cost["walls"][kind])
+    drops = ", ".join(f"{k} {v:,}" for k, v in cost["screened"].items()) or "none"
+    return (f"screen cost on {cost['rows']:,} rows (ours, 2 workers; fastest of {cost['repeats']}):\n"
+            f"  --no-dedup                                  {cost['best']['plain']:.1f} s  (runs: {walls('plain')}; peak RSS {cost['rss_mb']['plain']:,.0f} MB)\n"
+            f"  dedup + --decontaminate ({cost['eval_texts']:,} texts)  {cost['best']['screened']:.1f} s  (runs: {walls('screened')}; "
+            f"peak RSS {cost['rss_mb']['screened']:,.0f} MB)\n"
+            f"  ratio {cost['ratio']:.3f} (target <= 1.10); screened: {drops}")
+
+
 def _ratio(row: dict, base: dict | None, key: str) -> str:
     return f"{row[key] / base[key]:.2f}x" if base and base.get(key) and row.get(key) else "-"
 
@@ -144,7 +174,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--large", type=int, default=0, help="also run ours and the ceiling at this size (e.g. 1000000)")
-    parser.add_argument("--only", help="comma-separated systems: ours,dschat,datasets,ceiling")
+    parser.add_argument("--only", help="comma-separated systems: ours,dschat,datasets,ceiling,screen")
+    parser.add_argument("--screen-repeats", type=int, default=3, help="runs of each side of the screen cost (default: %(default)s)")
     args = parser.parse_args()
     missing = [f for f in FILES if not f.exists()]
     if missing:
@@ -154,8 +185,12 @@ def main() -> int:
     results = run(args.rows, only)
     if args.large:
         results += run(args.large, {"ours", "ceiling"} & (only or {"ours", "ceiling"}), two_workers_only=True)
-    print(render(results))
-    (WORK / "results.json").write_text(json.dumps(results, indent=2))
+    cost = screen_cost(args.rows, args.screen_repeats) if only is None or "screen" in only else None
+    if results:
+        print(render(results))
+    if cost:
+        print(("\n" if results else "") + render_screen(cost))
+    (WORK / "results.json").write_text(json.dumps({"systems": results, "screen": cost}, indent=2))
     return 0
 
 
