@@ -80,7 +80,7 @@ class Pool:
         """bool per row: kept while parsing and by the screen."""
         return self.parsed if self.screened is None else self.parsed & (self.screened.code < 0)
 
-    def screen(self, screened: Screened) -> "Pool":
+    def with_screen(self, screened: Screened) -> "Pool":
         """This pool with the screen's verdicts."""
         return dataclasses.replace(self, screened=screened)
 

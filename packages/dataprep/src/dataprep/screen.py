@@ -35,7 +35,7 @@ class _Scanned:
     """What one chunk of a pool gave: the keys of its parsed rows, and the rows the benchmark flags."""
 
     parsed: np.ndarray  # pool positions of the chunk's parsed rows
-    keys: np.ndarray  # (len(parsed), 2) dedup keys, or None without dedup
+    keys: np.ndarray | None  # (len(parsed), 2) dedup keys; None without dedup
     flagged: np.ndarray  # pool positions of parsed rows with a window signature in the benchmark
 
 
@@ -52,11 +52,12 @@ def screen(pools: list[Pool], dedup_rows: bool, benchmark: Benchmark | None, pro
         for pool, chunks, codes, details in zip(pools, scanned, code, detail):
             flagged = np.concatenate([c.flagged for c in chunks])
             flagged = flagged[codes[flagged] < 0]  # a duplicate stays a duplicate
-            rows = pool.take(flagged).select(list(dedup.FIELDS)).to_pylist()
-            for row, window in zip(flagged.tolist(), benchmark.confirm([tuple(r.values()) for r in rows])):
+            rows = pool.take(flagged)
+            texts = list(zip(*(rows.column(f).to_pylist() for f in dedup.FIELDS)))
+            for row, window in zip(flagged.tolist(), benchmark.confirm(texts)):
                 if window is not None:
                     codes[row], details[row] = CONTAMINATED, window
-    return [pool.screen(Screened(c, REASONS, d)) for pool, c, d in zip(pools, code, detail)]
+    return [pool.with_screen(Screened(c, REASONS, d)) for pool, c, d in zip(pools, code, detail)]
 
 
 def _scan(pool: Pool, dedup_rows: bool, benchmark: Benchmark | None, progress: bool) -> list[_Scanned]:
@@ -73,13 +74,14 @@ def _scan(pool: Pool, dedup_rows: bool, benchmark: Benchmark | None, progress: b
                 flagged |= benchmark.candidates(rows.column(field).combine_chunks())
         return _Scanned(parsed, keys, np.flatnonzero(flagged & mine) + start)
 
+    starts = range(0, pool.size, CHUNK)
+    out = []
     with ThreadPoolExecutor(THREADS) as threads, tqdm(total=pool.size, desc=f"screen {pool.name}", unit="row",
                                                       disable=None if progress else True) as bar:
-        out = []
-        for result in threads.map(chunk, range(0, pool.size, CHUNK)):
+        for start, result in zip(starts, threads.map(chunk, starts)):  # map keeps the order
             out.append(result)
-            bar.update(min(CHUNK, pool.size - len(out) * CHUNK + CHUNK))
-        return out
+            bar.update(min(CHUNK, pool.size - start))
+    return out
 
 
 def _mark_duplicates(pools: list[Pool], scanned: list[list[_Scanned]], code: list[np.ndarray], detail: list[dict[int, str]]) -> None:
