@@ -9,7 +9,7 @@ of a training row.
 Finding the rows, in two steps:
   1. candidates: the index holds every m-word window of every benchmark text (m = n - s + 1, s =
      n // 3: 10 words for n = 13) as a 64-bit signature, sorted, with a bitmap over the signatures'
-     top bits in front (64 bits per window: 1 in 64 absent windows goes on to the sorted search). A
+     top bits in front (16 bits per window: 1 in 16 absent windows goes on to the sorted search). A
      training text is looked up only at every s-th word: a shared n-word window starts at most s - 1
      words before a sampled word, so it contains the m-word window from there, and the lookup finds
      it. Sampling cuts the lookups s-fold; no shared window is missed.
@@ -28,12 +28,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dataprep import ngrams, readers
+from dataprep import memory, ngrams, readers
 from dataprep.errors import DataprepError
 from dataprep.inputs import Input
 
 TEXT, MESSAGES = "text", "messages"
-MAX_BITMAP_BITS = 30  # 128 MiB: past about 16M windows the bitmap filters less, the search still decides
+BATCH_TEXTS = 1024  # texts indexed at a time: bounds the temporaries of a window pass
+BITMAP_BITS_PER_WINDOW = 16  # 6% of the windows looked up pass the bitmap wrongly and cost a sorted search
+MAX_BITMAP_BITS = 30  # 128 MiB: past 64M windows the bitmap filters less, the search still decides
 
 
 @dataclass(frozen=True)
@@ -98,12 +100,12 @@ def load(inputs: list[Input], n: int) -> Benchmark:
         for file, meta in zip(input_.dataset.files, input_.files):
             windows = 0
             file_texts = 0
-            for array in _texts(file.path):
+            for array in (a.slice(s, BATCH_TEXTS) for a in _texts(file.path) for s in range(0, len(a), BATCH_TEXTS)):
                 w = ngrams.windows(array, m)
                 texts.append(array.cast(pa.large_string()))
                 sigs.append(w.sig)
-                text_of.append(w.text + count)
-                word_of.append(w.word)
+                text_of.append((w.text + count).astype(np.int32))
+                word_of.append(w.word.astype(np.int32))
                 count += len(array)
                 file_texts += len(array)
                 per_text = np.bincount(w.text, minlength=len(array))  # m-word windows; a text has n - m fewer of n words
@@ -115,11 +117,12 @@ def load(inputs: list[Input], n: int) -> Benchmark:
     sig = np.concatenate(sigs)
     order = np.argsort(sig)  # which of equal signatures comes first does not matter
     sig = sig[order]
-    bits = min(MAX_BITMAP_BITS, max(16, math.ceil(math.log2(len(sig) * 64))))
+    bits = min(MAX_BITMAP_BITS, max(16, math.ceil(math.log2(len(sig) * BITMAP_BITS_PER_WINDOW))))
     top = sig >> np.uint64(64 - bits)
     bitmap = np.zeros(1 << (bits - 3), np.uint8)
     np.bitwise_or.at(bitmap, (top >> np.uint64(3)).astype(np.intp), np.left_shift(1, top & np.uint64(7)).astype(np.uint8))
-    text, word = (np.concatenate(a)[order].astype(np.int32) for a in (text_of, word_of))
+    text, word = (np.concatenate(a)[order] for a in (text_of, word_of))
+    memory.release()  # the passes' temporaries: glibc would keep them for the rest of the run
     return Benchmark(n, m, stride, files, pa.concat_arrays(texts), sig, text, word, bitmap, bits)
 
 

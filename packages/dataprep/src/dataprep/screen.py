@@ -20,13 +20,13 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from dataprep import dedup
+from dataprep import dedup, memory
 from dataprep.decontaminate import Benchmark
 from dataprep.pool import Pool, Screened
 
 REASONS = ("duplicate", "contaminated")
 DUPLICATE, CONTAMINATED = range(len(REASONS))
-CHUNK = 4096  # rows per read: large enough for polars and numpy, small enough to keep memory flat
+CHUNK = 2048  # rows per read: as fast as 4,096 (measured), with half the temporaries in flight
 THREADS = 2  # numpy and polars release the GIL: two chunks at a time use both cores of a small machine
 
 
@@ -81,6 +81,7 @@ def _scan(pool: Pool, dedup_rows: bool, benchmark: Benchmark | None, progress: b
         for start, result in zip(starts, threads.map(chunk, starts)):  # map keeps the order
             out.append(result)
             bar.update(min(CHUNK, pool.size - start))
+            memory.release()  # the threads' freed temporaries (memory.py), about a millisecond a chunk
     return out
 
 
