@@ -8,8 +8,8 @@ check of the few windows whose signatures match (decontaminate.py).
 A signature is a hash, not an identity: two windows with equal words always get equal signatures, two
 different windows almost never do, and the caller confirms every match with `words`. That lets a
 word's hash look only at its first and last 8 bytes and its length: one unaligned 8-byte read per word
-instead of a pass over every byte in 64-bit arithmetic (measured: 0.6 s against 2.3 s of CPU for the
-bench's 100k rows).
+instead of a pass over every byte in 64-bit arithmetic. The byte passes are uint8 operations; the
+bench's 100k rows (171 MB of text, 29M words) take about 1 s of CPU.
 """
 
 from __future__ import annotations
