@@ -1,6 +1,6 @@
 """Same inputs and options: byte-identical shards, tables and manifest (all but its `run` section),
-on repeated runs, whatever the tokenizer's thread count, the tokenization batch size and the size of
-the tables read (which the screen scans one by one), with dedup and decontamination on."""
+on repeated runs, whatever the tokenizer's thread count, the tokenization batch size and the screen's
+chunking (dedup and decontamination on)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,8 @@ from tests.conftest import SAMPLE, SAMPLE_TOKENIZER, sample_texts
 
 def _run(out: Path, threads: int, chunk: int, bench: Path) -> None:
     code = (
-        "import sys; from pathlib import Path; import dataprep; from dataprep import phases, readers; "
-        # Tables of `chunk` rows reach the screen (JSON blocks smaller than a row go to the Python reader).
-        f"phases.ENCODE_CHUNK = {chunk}; readers.JSON_BLOCK = {chunk * 64}; readers.BATCH_ROWS = {chunk}; "
+        "import sys; from pathlib import Path; import dataprep; from dataprep import phases, screen; "
+        f"phases.ENCODE_CHUNK = {chunk}; screen.CHUNK = {chunk}; "
         f"dataprep.prepare(dataprep.PrepareOptions(data=[{str(SAMPLE)!r}], out=Path({str(out)!r}), tokenizer={str(SAMPLE_TOKENIZER)!r}, split='6,2,2', "
         f"decontaminate=[{str(bench)!r}], decontam_ngram=8, progress=False))"
     )

@@ -3,7 +3,7 @@
   1. resolve   (inputs.py)  options, split and weights parsed once, input files hashed, the tokenizer,
                             the cache key                                        -> Inputs
   2. normalize (pool.py)    each dataset's files through its adapter into a pool  -> Pool per dataset
- 2b. screen    (screen.py)  beside stage 2: duplicates and contaminated rows marked -> Pool, with Screened
+ 2b. screen    (screen.py)  duplicates and contaminated rows marked in the pools   -> Pool, with Screened
   3. plan      (plan.py)    DeepSpeed-Chat's split, by row or by prompt group     -> SplitPlan
   4. tokenize  (phases.py)  each phase part, chunk by chunk, in the split's order -> Chunks (streamed)
   5. write     (write.py)   blended into shards; normalized/ and dropped/         -> PartResult per part
@@ -34,7 +34,7 @@ from dataprep.inputs import Inputs, resolve_inputs
 from dataprep.options import PrepareOptions
 from dataprep.plan import plan, prompt_overlap
 from dataprep.pool import normalize
-from dataprep.screen import Screen
+from dataprep.screen import screen
 from dataprep.write import Member, TextTables, write_part
 
 __all__ = ["PrepareOptions", "Result", "prepare"]
@@ -78,8 +78,8 @@ def _build(inputs: Inputs, staging: Path) -> dict:
         (staging / sub).mkdir()
     # The benchmark files are read first: a bad one fails before the datasets are normalized.
     benchmark = decontaminate.load(inputs.benchmarks, opts.decontam_ngram) if inputs.benchmarks else None
-    with Screen(opts.dedup, benchmark) as screen:
-        pools = screen.apply([normalize(d.dataset, staging, inputs.adapters, opts.progress, screen.observer()) for d in inputs.datasets])
+    pools = [normalize(d.dataset, staging, inputs.adapters, opts.progress) for d in inputs.datasets]
+    pools = screen(pools, opts.dedup, benchmark, opts.progress)
     split = plan(pools, [(inputs.split_for(d), d.phases(inputs.wanted)) for d in inputs.datasets], opts.seed, opts.split_by)
     tables = [TextTables(staging, pool, s) for pool, s in zip(pools, split.datasets)]
     mix = blend.Mix(list(inputs.weights) if inputs.weights else None, main=len(opts.data))

@@ -6,9 +6,8 @@ dropped while parsing stay in the pool with their reason: they keep their index,
 3, plan.py) gives DeepSpeed-Chat's phase row sets, and they are counted in the phase they fall in.
 Per row the pool also keeps a 64-bit group key (the `group` column, else the prompt text) for
 `--split-by prompt` and the prompt-overlap report, and whether it was kept while parsing. The screen
-stage (screen.py), which looks at each canonical table as it is written (`observe`), then marks the
-rows it drops (`Screened`); they too keep their index, and every read (`take`) returns them with
-their screen reason, as if they had been dropped while parsing.
+stage (screen.py) then marks the rows it drops (`Screened`); they too keep their index, and every read
+(`take`) returns them with their screen reason, as if they had been dropped while parsing.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ import dataclasses
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -108,6 +106,14 @@ class Pool:
         reason = pc.coalesce(pa.array(names, pa.string()), rows.column("drop_reason"))
         return rows.set_column(rows.schema.get_field_index("drop_reason"), "drop_reason", reason)
 
+    def read(self, start: int, stop: int) -> pa.Table:
+        """Rows start..stop-1 as the file holds them (no screen verdicts), without copying: a sequential
+        scan's read. The table maps the file until it is dropped, so scan in bounded ranges."""
+        first, last = np.searchsorted(self.batch_starts, [start, stop - 1], side="right") - 1
+        reader = pa.ipc.open_file(pa.memory_map(str(self.path)))
+        table = pa.Table.from_batches([reader.get_batch(int(b)) for b in range(first, last + 1)], schema=POOL_SCHEMA)
+        return table.slice(start - int(self.batch_starts[first]), stop - start)
+
     def details(self, index: np.ndarray) -> list[str | None]:
         """The screen's detail for the rows at `index` (None where it has none)."""
         detail = self.screened.detail if self.screened is not None else {}
@@ -125,11 +131,9 @@ class Pool:
             yield rows.filter(kept).drop_columns(["drop_reason"]), dropped_rows(rows.take(pa.array(gone)), details=self.details(gone + start))
 
 
-def normalize(dataset: Dataset, staging: Path, options: AdapterOptions, progress: bool,
-              observe: Callable[[int, pa.Table], None] | None = None) -> Pool:
-    """Stream every file of `dataset` through its adapter into `staging/.pool-NAME.arrow`; `observe`
-    sees each CANONICAL table as it is written, with the pool position of its first row."""
-    keys, parsed, files, offset = [], [], [], 0
+def normalize(dataset: Dataset, staging: Path, options: AdapterOptions, progress: bool) -> Pool:
+    """Stream every file of `dataset` through its adapter into `staging/.pool-NAME.arrow`."""
+    keys, parsed, files = [], [], []
     writer = shards.ArrowFile(staging / f".pool-{dataset.name}.arrow", POOL_SCHEMA, rows_per_batch=POOL_BATCH_ROWS)
     bar = tqdm(desc=f"read {dataset.name}", unit="row", disable=None if progress else True)
     for file in dataset.files:
@@ -142,12 +146,9 @@ def normalize(dataset: Dataset, staging: Path, options: AdapterOptions, progress
             writer.write(pa.Table.from_arrays(meta.columns + canonical.columns, schema=POOL_SCHEMA))
             keys.append(group_keys(canonical, file.source, rows))
             parsed.append(pc.is_null(canonical.column("drop_reason")).to_numpy(zero_copy_only=False))
-            if observe is not None:
-                observe(offset + rows, canonical)
             rows += n
             bar.update(n)
         files.append(FileCounts(rows, dict(sorted(dropped.items())), adapter))
-        offset += rows
     bar.close()
     keys_, parsed_ = _joined(keys, np.uint64), _joined(parsed, bool)
     return Pool(dataset.name, writer.close(), files, [f.side for f in dataset.files], keys_, parsed_,
