@@ -1,8 +1,10 @@
 """The systems `bench/run.py` compares, one per subprocess so that each has its own peak RSS.
 
-    python bench/systems.py SYSTEM INPUT OUT [WORKERS]
+    python bench/systems.py SYSTEM INPUT OUT [WORKERS] [DECONTAMINATE...]
 
-  ours      `dataprep prepare` (split 6,2,2, seed 1234, GPT-2, max_seq_len 512, max_prompt_len 256)
+  ours      `dataprep prepare` (split 6,2,2, seed 1234, GPT-2, max_seq_len 512, max_prompt_len 256),
+            deduplicating as by default; further arguments are --decontaminate files
+  ours-plain  the same with --no-dedup: the baseline of the screen's cost
   dschat    a DeepSpeed-Chat-style pipeline written from ../shared/reference/dschat.md section 3:
             per-row tokenizer calls, padding to max_seq_len, int64 tensors, the BatchEncodings kept
             in a PromptDataset and pickled with torch.save per phase
@@ -54,14 +56,20 @@ def phase_rows(rows):
     return out
 
 
-def ours(src: Path, out: Path, workers: int) -> dict:
+def ours(src: Path, out: Path, workers: int, *decontaminate: str, dedup: bool = True) -> dict:
     os.environ["RAYON_NUM_THREADS"] = str(workers)
     from dataprep import PrepareOptions, prepare
 
     result = prepare(PrepareOptions(data=[str(src)], out=out, tokenizer=str(GPT2), split=SPLIT, seed=SEED,
-                                    max_seq_len=MAX_SEQ, max_prompt_len=MAX_PROMPT, force=True, progress=False))
+                                    max_seq_len=MAX_SEQ, max_prompt_len=MAX_PROMPT, force=True, progress=False,
+                                    dedup=dedup, decontaminate=decontaminate))
     tokens = sum(s["total"] for p in result.manifest["phases"].values() for side in p.values() for s in side["tokens"].values())
-    return {"tokens": tokens}
+    return {"tokens": tokens, "screened": result.manifest["inputs"][0]["screened"]}
+
+
+def ours_plain(src: Path, out: Path, workers: int) -> dict:
+    """ours without the screen stage: the baseline of the screen's cost."""
+    return ours(src, out, workers, dedup=False)
 
 
 class PromptDataset:
@@ -221,10 +229,10 @@ def _random_access(get, n: int, random, get_batch=None, batch: int = 64) -> floa
     return len(index) / (time.perf_counter() - start)
 
 
-SYSTEMS = {"ours": ours, "ours-load": ours_load, "dschat": dschat, "dschat-load": dschat_load,
+SYSTEMS = {"ours": ours, "ours-plain": ours_plain, "ours-load": ours_load, "dschat": dschat, "dschat-load": dschat_load,
            "datasets": datasets_, "datasets-load": datasets_load, "ceiling": ceiling}
 
 if __name__ == "__main__":
     name, src, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
     workers = int(sys.argv[4]) if len(sys.argv) > 4 else 2
-    print(json.dumps(SYSTEMS[name](src, out, workers)))
+    print(json.dumps(SYSTEMS[name](src, out, workers, *sys.argv[5:])))

@@ -73,6 +73,35 @@ def test_bad_options(tmp_path, args, needles):
     assert_refused(prepare(*args, out=tmp_path / "out"), tmp_path / "out", *needles)
 
 
+@pytest.mark.parametrize(
+    "name, content, needles",
+    [
+        ("bench.jsonl", "", ["bench.jsonl: empty file"]),
+        ("bench.jsonl", '{"id": 1, "score": 0.5}\n', ["--decontaminate", "bench.jsonl: no text column", "found: id, score"]),
+        ("bench.jsonl", '{"text": "too short to share thirteen words"}\n', ["bench.jsonl: no text of 13 words or more"]),
+        ("bench.txt", "plain text", ["--decontaminate", "bench.txt: unsupported file type"]),
+        ("bench.jsonl", '{"text": 1}\n{"text": 2}\n', ["column 'text' is not text in any row"]),
+    ],
+    ids=["empty", "no-text-column", "too-short", "unsupported", "text-not-strings"],
+)
+def test_bad_decontamination_files(tmp_path, name, content, needles):
+    bench = tmp_path / name
+    bench.write_text(content)
+    assert_refused(prepare("--decontaminate", str(bench), out=tmp_path / "out"), tmp_path / "out", *needles)
+
+
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (["--decontaminate", "nope.jsonl"], ["--decontaminate nope.jsonl: no such file or directory"]),
+        (["--decontaminate", str(SAMPLE), "--decontam-ngram", "0"], ["--decontam-ngram 0: must be at least 1 word"]),
+        (["--decontam-ngram", "x"], ["argument --decontam-ngram: invalid int value: 'x'"]),
+    ],
+)
+def test_bad_decontamination_options(tmp_path, args, needles):
+    assert_refused(prepare(*args, out=tmp_path / "out"), tmp_path / "out", *needles)
+
+
 def test_unknown_dataset_name_suggests(tmp_path):
     assert_refused(prepare(data="hhh", out=tmp_path / "out"), tmp_path / "out", "--data hhh: not a registered dataset", "did you mean hh")
 

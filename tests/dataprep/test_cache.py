@@ -48,11 +48,26 @@ def test_same_tokenizer_name_other_vocabulary(setup):
     assert run().reused
 
 
-@pytest.mark.parametrize("change", [{"split": "6,2,2"}, {"seed": 1}, {"max_seq_len": 128}, {"max_prompt_len": 64}, {"eos_token": "<|pad|>"}, {"shard_bytes": 10_000}])
+@pytest.mark.parametrize("change", [{"split": "6,2,2"}, {"seed": 1}, {"max_seq_len": 128}, {"max_prompt_len": 64}, {"eos_token": "<|pad|>"},
+                                    {"shard_bytes": 10_000}, {"dedup": False}])
 def test_each_option(setup, change):
     _, _, run = setup
     assert not run(**change).reused
     assert run(**change).reused
+
+
+def test_decontamination_files_and_window(setup, tmp_path):
+    data, _, run = setup
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text(json.dumps({"text": "How do I bake a simple loaf of bread at home? Mix flour, warm water, yeast and salt"}) + "\n")
+    assert not run(decontaminate=[str(bench)]).reused
+    assert run(decontaminate=[str(bench)]).reused
+    assert not run(decontaminate=[str(bench)], decontam_ngram=8).reused
+    bench.write_text(bench.read_text().replace("bread", "buns"))  # same path, other words
+    assert not run(decontaminate=[str(bench)], decontam_ngram=8).reused
+    assert run(decontaminate=[str(bench)], decontam_ngram=8).reused
+    assert not run().reused
+    assert run(decontam_ngram=8).reused  # without files the window size changes nothing
 
 
 def test_adapter_version(setup, monkeypatch):

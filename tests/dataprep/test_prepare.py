@@ -62,12 +62,13 @@ def test_counts_add_up_to_the_input_rows(sample):
     normalized = _read(out / "normalized" / "sample-hh.arrow")
     dropped = _read(out / "dropped" / "sample-hh.arrow")
     parse_drops = sum(v for f in dataset["files"] for v in f["dropped"].values())
-    assert normalized.num_rows + parse_drops == 500
+    assert dataset["screened"]["duplicate"] > 0  # the sample repeats rows
+    assert normalized.num_rows + parse_drops + sum(dataset["screened"].values()) == 500
     all_drops = sum(sum(i["dropped"].values()) for p in manifest["phases"].values() for i in p.values())
     assert dropped.num_rows == all_drops
     # The sample plants every parse-time drop reason.
     reasons = set(dropped.column("reason").to_pylist())
-    assert {"identical_pair", "empty_response", "prompt_mismatch", "no_assistant_turn", "prompt_too_long"} <= reasons
+    assert {"identical_pair", "empty_response", "prompt_mismatch", "no_assistant_turn", "prompt_too_long", "duplicate"} <= reasons
 
 
 def test_phase_rows_follow_deepspeed_chat_indices(sample):
@@ -140,7 +141,7 @@ def test_a_failed_build_leaves_the_previous_output_intact(tmp_path):
 
 def test_local_prompt_chosen_rejected_files(tmp_path):
     rows = [{"prompt": f"Human: question {i} Assistant:", "chosen": f"good {i}", "rejected": None if i % 5 == 0 else f"bad {i}"} for i in range(60)]
-    rows[7]["rejected"] = rows[7]["chosen"]
+    rows[27]["rejected"] = rows[27]["chosen"]
     src = tmp_path / "mine"
     src.mkdir()
     (src / "train.json").write_text(json.dumps(rows))  # a JSON list, DeepSpeed-Chat's jsonfile layout
@@ -150,8 +151,9 @@ def test_local_prompt_chosen_rejected_files(tmp_path):
     assert [f["side"] for f in manifest["inputs"][0]["files"]] == ["eval", "train"]
     assert manifest["phases"]["2"]["train"]["dropped"]["no_rejected"] > 0
     text = {r["row_id"]: r for r in _read(out / "normalized" / "mine.arrow").to_pylist() if r["side"] == "train"}
-    assert text[1]["prompt"] == " Human: question 1 Assistant:" and text[1]["chosen"] == " good 1"
-    assert 7 not in text  # chosen == rejected
+    assert text[21]["prompt"] == " Human: question 21 Assistant:" and text[21]["chosen"] == " good 21"
+    assert 1 not in text  # a copy of the eval file's row 1, which comes first
+    assert 27 not in text and text[28]["rejected"] == " bad 28"  # chosen == rejected
 
 
 def test_blending_concatenates_then_shuffles(tmp_path):
@@ -160,10 +162,10 @@ def test_blending_concatenates_then_shuffles(tmp_path):
     shutil.copytree(SAMPLE, b)
     alone = {}
     for name in ("a", "b"):
-        prepare(_opts(tmp_path / f"out-{name}", [str(tmp_path / name)]))
+        prepare(_opts(tmp_path / f"out-{name}", [str(tmp_path / name)], dedup=False))
         alone[name] = _phase(tmp_path / f"out-{name}", 1, "train")
     out = tmp_path / "blend"
-    prepare(_opts(out, [str(a), str(b)]))
+    prepare(_opts(out, [str(a), str(b)], dedup=False))  # b copies a: deduplicated, b would give no rows
     blended = _phase(out, 1, "train")
     concat = pa.concat_tables([alone["a"], alone["b"]])
     expected = concat.take(shuffle_index(1234, concat.num_rows))

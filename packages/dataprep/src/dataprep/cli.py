@@ -33,6 +33,11 @@ on its own, then concatenated and shuffled with the seed); --data a:0.7 b:0.3 gi
 exact quotas (largest remainder, seeded samples, recorded in the manifest); --sft-only-data adds
 datasets to phase 1 only; --split-by prompt keeps every prompt in one phase and side.
 
+Screening (docs/datasets.md): rows repeating an earlier row's prompt, chosen and rejected (whitespace
+normalised) are dropped as `duplicate` unless --no-dedup; with --decontaminate FILE..., rows sharing a
+13-word window (--decontam-ngram) with those files are dropped as `contaminated`. Both keep
+DeepSpeed-Chat's split indices for the rows that remain, and dropped/ says why, with a detail.
+
 Re-running with the same inputs and options reuses DIR; any change rebuilds it.
 """
 
@@ -100,6 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "is tokenized, joined with EOS and cut into --unsup-block token rows in DIR/unsup/")
     p.add_argument("--unsup-block", type=int, default=512, metavar="N",
                    help="tokens per PTX row; DeepSpeed-Chat uses max_prompt_seq_len + max_answer_seq_len (default: %(default)s)")
+    p.add_argument("--no-dedup", action="store_true",
+                   help="keep exact duplicates (by default a row whose prompt, chosen and rejected equal an earlier row's, "
+                        "after whitespace normalisation, is dropped as `duplicate`)")
+    p.add_argument("--decontaminate", nargs="+", default=[], metavar="PATH",
+                   help="benchmark or eval files or directories (any --data file type; their 'text' column, else 'messages', "
+                        "else every string column): training rows sharing a --decontam-ngram word window with them are dropped "
+                        "as `contaminated`, with the window in dropped/")
+    p.add_argument("--decontam-ngram", type=int, default=13, metavar="N", help="words per window for --decontaminate (default: %(default)s)")
     p.add_argument("--shard-size-mb", type=int, default=256, help="upper bound on token bytes per shard (default: %(default)s)")
     p.add_argument("--workers", type=int, default=0, metavar="N",
                    help="tokenizer threads (default: all cores); the output is byte-identical whatever N is")
@@ -208,6 +221,9 @@ def _prepare(args: argparse.Namespace) -> int:
         split_by=args.split_by,
         pairs=args.pairs,
         keep_ties=args.keep_ties,
+        dedup=not args.no_dedup,
+        decontaminate=args.decontaminate,
+        decontam_ngram=args.decontam_ngram,
         progress=not (args.quiet or args.json),
     )
     result = prepare(opts)
@@ -227,8 +243,10 @@ def _prepare(args: argparse.Namespace) -> int:
         rows = ", ".join(f"{s} {n}" for s, n in d["rows"].items())
         drops = ", ".join(f"{k} {v}" for k, v in dropped.items()) or "none"
         role = " (sft-only: phase 1)" if d.get("role") == "sft_only" else ""
-        print(f"{d['name']}{role}: {len(d['files'])} files, rows {rows}{carve}; dropped while parsing: {drops}{report.groups_note(d)}"
-              f"{report.ranking_note(d, m['options']['pairs'])}")
+        print(f"{d['name']}{role}: {len(d['files'])} files, rows {rows}{carve}; dropped while parsing: {drops}"
+              f"{report.screened_note(d)}{report.groups_note(d)}{report.ranking_note(d, m['options']['pairs'])}")
+    if "decontaminate" in m:
+        print(report.decontaminate_line(m["decontaminate"]))
     if "unsup" in m:
         u = m["unsup"]
         drops = ", ".join(f"{k} {v}" for k, v in u["dropped"].items()) or "none"

@@ -67,10 +67,11 @@ NORMALIZED_SCHEMA = pa.schema(
      ("rejected", pa.string()), ("group", pa.string()), ("side", pa.string()), ("phase", pa.int8()),
      ("chosen_score", pa.float64()), ("rejected_score", pa.float64())]
 )
-# dropped/: which row, where it was headed, why, and its text.
+# dropped/: which row, where it was headed, why, and its text; `detail` (null for most reasons) says
+# which row a `duplicate` copies and which n-gram made a row `contaminated`.
 DROPPED_SCHEMA = pa.schema(
     [("row_id", pa.int64()), ("source", pa.string()), ("side", pa.string()), ("phase", pa.int8()), ("reason", pa.string()),
-     ("prompt", pa.string()), ("chosen", pa.string()), ("rejected", pa.string())]
+     ("prompt", pa.string()), ("chosen", pa.string()), ("rejected", pa.string()), ("detail", pa.string())]
 )
 
 

@@ -9,7 +9,7 @@ from fractions import Fraction
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
-from dataprep import blend
+from dataprep import blend, readers
 from dataprep.errors import DataprepError
 from dataprep.format import FORMAT_VERSION, PHASES, file_sha256, sha256_json
 from dataprep.options import PrepareOptions
@@ -52,6 +52,7 @@ class Inputs:
     weights: tuple[Fraction, ...] | None  # --data NAME:WEIGHT, one per --data dataset
     datasets: list[Input]  # --data in order, then --sft-only-data
     unsup: list[Input]
+    benchmarks: list[Input]  # --decontaminate
     tokenizer: Tokenizer
     adapters: AdapterOptions
     key_options: dict  # every option that changes the bytes written
@@ -72,11 +73,13 @@ def resolve_inputs(opts: PrepareOptions) -> Inputs:
                             "or a registered one such as ultrafeedback-raw)")
     tokenizer = load_tokenizer(opts.tokenizer, eos_token=opts.eos_token, workers=opts.workers)
     adapters = adapter_options(opts, tokenizer, [d.dataset for d in datasets])
-    unsup = [_hashed(_unsup_dataset(p), "unsup") for p in opts.unsup]
+    unsup = [_hashed(_local_dataset("--unsup", p), "unsup") for p in opts.unsup]
+    benchmarks = [_hashed(_local_dataset("--decontaminate", p), "decontaminate") for p in opts.decontaminate]
     key_options = {**_key_fields(opts, weights), **_template_key(adapters)}
     return Inputs(options=opts, split=split, wanted=tuple(p for p, w in zip(PHASES, split.weights) if w > 0),
-                  weights=None if weights is None else tuple(weights), datasets=datasets, unsup=unsup, tokenizer=tokenizer,
-                  adapters=adapters, key_options=key_options, cache_key=cache_key(datasets + unsup, tokenizer, key_options))
+                  weights=None if weights is None else tuple(weights), datasets=datasets, unsup=unsup, benchmarks=benchmarks,
+                  tokenizer=tokenizer, adapters=adapters, key_options=key_options,
+                  cache_key=cache_key(datasets + unsup + benchmarks, tokenizer, key_options))
 
 
 def _check(opts: PrepareOptions) -> Split:
@@ -90,6 +93,8 @@ def _check(opts: PrepareOptions) -> Split:
         raise DataprepError(f"--unsup-block {opts.unsup_block}: must be at least 2 tokens")
     if opts.out.exists() and not opts.out.is_dir():
         raise DataprepError(f"--out {opts.out}: exists and is not a directory")
+    if opts.decontam_ngram < 1:
+        raise DataprepError(f"--decontam-ngram {opts.decontam_ngram}: must be at least 1 word")
     if opts.split_by not in ("row", "prompt"):
         raise DataprepError(f"--split-by {opts.split_by}: expected row or prompt")
     if opts.pairs not in (None, *PAIR_RULES):
@@ -115,10 +120,16 @@ def _resolve_all(names: list[str], opts: PrepareOptions) -> list[Input]:
     return resolved
 
 
-def _unsup_dataset(path: str) -> Dataset:
-    if not Path(path).expanduser().exists():
-        raise DataprepError(f"--unsup {path}: no such file or directory")
-    return local.resolve(Path(path).expanduser())
+def _local_dataset(flag: str, path: str) -> Dataset:
+    """A file or directory given to `flag` (not --data): its supported files."""
+    where = Path(path).expanduser()
+    if not where.exists():
+        raise DataprepError(f"{flag} {path}: no such file or directory")
+    if where.is_file() and not readers.is_supported(where):
+        raise DataprepError(f"{flag} {path}: unsupported file type; use one of {', '.join(readers.SUFFIXES)}")
+    if where.is_dir() and not any(p.is_file() and readers.is_supported(p) for p in where.rglob("*")):
+        raise DataprepError(f"{flag} {path}: no {', '.join(readers.SUFFIXES)} files in this directory")
+    return local.resolve(where)
 
 
 def _hashed(dataset: Dataset, role: str) -> Input:
@@ -153,6 +164,10 @@ def _key_fields(opts: PrepareOptions, weights: list[Fraction] | None) -> dict:
         "unsup_block": opts.unsup_block,
         "pairs": opts.pairs or PAIR_RULES[0],
         "keep_ties": opts.keep_ties,
+        "dedup": opts.dedup,
+        # The files' contents are keyed through the inputs; the window size only matters with files.
+        "decontaminate": list(opts.decontaminate),
+        "decontam_ngram": opts.decontam_ngram if opts.decontaminate else None,
     }
 
 

@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 from dataprep import __version__, faults
+from dataprep.decontaminate import Benchmark
 from dataprep.format import FORMAT_VERSION, MANIFEST, Manifest, content_hash, token_type
 from dataprep.inputs import Inputs, libraries
 from dataprep.plan import DatasetSplit, SplitPlan
@@ -22,7 +23,7 @@ from dataprep.write import PartResult
 
 
 def assemble(inputs: Inputs, pools: list[Pool], plan: SplitPlan, parts: dict[tuple[int, str], PartResult], overlap: dict,
-             tables: list[dict], unsup: dict | None) -> dict:
+             tables: list[dict], unsup: dict | None, benchmark: Benchmark | None = None) -> dict:
     """The manifest's content: what went in, every option, and what came out."""
     opts, tokenizer = inputs.options, inputs.tokenizer
     phases: dict[str, dict] = {}
@@ -44,6 +45,8 @@ def assemble(inputs: Inputs, pools: list[Pool], plan: SplitPlan, parts: dict[tup
     }
     if unsup is not None:
         manifest["unsup"] = unsup
+    if benchmark is not None:
+        manifest["decontaminate"] = benchmark.record()
     return manifest
 
 
@@ -56,7 +59,7 @@ def _input_record(record: dict, role: str, pool: Pool, split: DatasetSplit) -> d
     out = {**record, "files": files, "rows": {side: len(rows) for side, rows in sides.items()},
            "carve": split.carve.record() if split.carve else None,
            "split": {side: split.rows(side) for side in split.parts}, "unused_rows": {side: split.unused(side) for side in split.parts},
-           "role": role}
+           "screened": pool.screened.counts() if pool.screened is not None else {}, "role": role}
     if split.groups is not None:
         out["groups"] = split.groups.record()
     rankings = [counts.ranking for counts in pool.files if counts.ranking]

@@ -5,7 +5,8 @@ from another thread. glibc keeps such freed memory inside the arenas instead of 
 resident size creeps up as the run goes on although nothing is kept. `release` after every few chunks
 gives it back. Elsewhere (macOS, musl) it is a no-op.
 
-Stage 4 of prepare (phases.py) calls it.
+Stage 4 of prepare (phases.py) calls it, and so do the screen (screen.py) and the benchmark index
+(decontaminate.py), whose numpy passes free large temporaries.
 """
 
 from __future__ import annotations

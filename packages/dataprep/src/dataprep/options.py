@@ -64,10 +64,16 @@ class PrepareOptions:
     """Which pairs a ranking dataset gives: "best-vs-rest" (None means it), "all" or "best-vs-worst"."""
     keep_ties: bool = False
     """Keep pairs whose two scores (or ranks) are equal instead of dropping them as `tie`."""
+    dedup: bool = True
+    """Drop rows whose prompt, chosen and rejected repeat an earlier row's (whitespace normalised) as `duplicate`."""
+    decontaminate: Sequence[str] = ()
+    """Benchmark or eval files (or directories): rows sharing a --decontam-ngram window with them are `contaminated`."""
+    decontam_ngram: int = 13
+    """Words per window for --decontaminate."""
 
     def __post_init__(self) -> None:
         # Normalised once, so that equal options compare equal whatever sequence types the caller used.
-        for name in ("data", "sft_only_data", "unsup"):
+        for name in ("data", "sft_only_data", "unsup", "decontaminate"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         object.__setattr__(self, "out", Path(self.out))
         if self.data_dir is not None:

@@ -3,6 +3,7 @@
   1. resolve   (inputs.py)  options, split and weights parsed once, input files hashed, the tokenizer,
                             the cache key                                        -> Inputs
   2. normalize (pool.py)    each dataset's files through its adapter into a pool  -> Pool per dataset
+ 2b. screen    (screen.py)  duplicates and contaminated rows marked in the pools   -> Pool, with Screened
   3. plan      (plan.py)    DeepSpeed-Chat's split, by row or by prompt group     -> SplitPlan
   4. tokenize  (phases.py)  each phase part, chunk by chunk, in the split's order -> Chunks (streamed)
   5. write     (write.py)   blended into shards; normalized/ and dropped/         -> PartResult per part
@@ -26,13 +27,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from dataprep import blend, locking, manifest as mf, unsup
+from dataprep import blend, decontaminate, locking, manifest as mf, unsup
 from dataprep.errors import DataprepError
 from dataprep.format import PART_DIRS, SIDES, TEXT_TABLES, Manifest, part_dir
 from dataprep.inputs import Inputs, resolve_inputs
 from dataprep.options import PrepareOptions
 from dataprep.plan import plan, prompt_overlap
 from dataprep.pool import normalize
+from dataprep.screen import screen
 from dataprep.write import Member, TextTables, write_part
 
 __all__ = ["PrepareOptions", "Result", "prepare"]
@@ -74,7 +76,10 @@ def _build(inputs: Inputs, staging: Path) -> dict:
     opts = inputs.options
     for sub in list(TEXT_TABLES) + [part_dir(p) for p in inputs.wanted]:
         (staging / sub).mkdir()
+    # The benchmark files are read first: a bad one fails before the datasets are normalized.
+    benchmark = decontaminate.load(inputs.benchmarks, opts.decontam_ngram) if inputs.benchmarks else None
     pools = [normalize(d.dataset, staging, inputs.adapters, opts.progress) for d in inputs.datasets]
+    pools = screen(pools, opts.dedup, benchmark, opts.progress)
     split = plan(pools, [(inputs.split_for(d), d.phases(inputs.wanted)) for d in inputs.datasets], opts.seed, opts.split_by)
     tables = [TextTables(staging, pool, s) for pool, s in zip(pools, split.datasets)]
     mix = blend.Mix(list(inputs.weights) if inputs.weights else None, main=len(opts.data))
@@ -86,7 +91,7 @@ def _build(inputs: Inputs, staging: Path) -> dict:
             parts[phase, side] = write_part(phase, side, members, inputs.tokenizer, opts, staging, mix)
     records = [t.normalized for t in tables] + [t.close() for t in tables]
     ptx = unsup.build(inputs.unsup, inputs.tokenizer, opts.unsup_block, staging, opts.shard_bytes, opts.strict) if inputs.unsup else None
-    return mf.assemble(inputs, pools, split, parts, prompt_overlap(pools, split, inputs.wanted), records, ptx)
+    return mf.assemble(inputs, pools, split, parts, prompt_overlap(pools, split, inputs.wanted), records, ptx, benchmark)
 
 
 def _write_error(out: Path, exc: OSError) -> str:

@@ -198,11 +198,11 @@ def _ordered(rows: np.ndarray, unit: np.ndarray, rank: np.ndarray) -> np.ndarray
 
 def prompt_overlap(pools: list[Pool], plan_: SplitPlan, wanted: tuple[int, ...]) -> dict:
     """Distinct prompts (groups) shared between phases (either side) and between train and eval (any
-    phase), over the rows each built part receives after parsing (before phase-level drops and
-    quotas): zero with --split-by prompt, DeepSpeed-Chat's leak without."""
+    phase), over the rows each built part receives after parsing and screening (before phase-level
+    drops and quotas): zero with --split-by prompt, DeepSpeed-Chat's leak without."""
     keys, side, phase = [], [], []
     for pool, split in zip(pools, plan_.datasets):
-        rows = pool.parsed & np.isin(split.phase_of, split.used)
+        rows = pool.usable & np.isin(split.phase_of, split.used)
         keys.append(pool.keys[rows])
         side.append(split.side_of[rows])
         phase.append(split.phase_of[rows])

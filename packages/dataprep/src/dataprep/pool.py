@@ -7,11 +7,14 @@ dropped while parsing stay in the pool with their reason: they keep their index,
 Per row the pool also keeps a 64-bit group key (the `group` column, else the prompt text) for
 `--split-by prompt` and the prompt-overlap report, and whether it was kept while parsing. A ranking
 dataset's rows are pairs, several per prompt (sources/ranking.py): the pool marks all but the first
-kept pair of each prompt, which phases 1 and 3 leave out.
+kept pair of each prompt, which phases 1 and 3 leave out. The screen stage (screen.py) then marks the
+rows it drops (`Screened`); they too keep their index, and every read (`take`) returns them with their
+screen reason, as if they had been dropped while parsing.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +49,20 @@ class FileCounts:
 
 
 @dataclass(frozen=True)
+class Screened:
+    """Rows the screen stage drops after parsing: per row a code (-1: kept) into `reasons`, and a detail
+    for dropped/ (the first copy of a duplicate, the n-gram of a contaminated row)."""
+
+    code: np.ndarray  # int8 per pool row
+    reasons: tuple[str, ...]
+    detail: dict[int, str]  # pool row -> detail
+
+    def counts(self) -> dict[str, int]:
+        found = np.bincount(self.code[self.code >= 0], minlength=len(self.reasons))
+        return {reason: int(n) for reason, n in zip(self.reasons, found) if n}
+
+
+@dataclass(frozen=True)
 class Pool:
     """One dataset's canonical rows in a staging file, in file order."""
 
@@ -57,6 +74,7 @@ class Pool:
     parsed: np.ndarray  # bool per row: kept while parsing
     batch_starts: np.ndarray  # first row of each record batch of the file, then the row count
     later: np.ndarray  # bool per row: a kept pair of a ranked prompt after its first (phases 1 and 3 skip it)
+    screened: Screened | None = None  # rows the screen stage drops (screen.py)
 
     @property
     def ranked(self) -> bool:
@@ -66,6 +84,15 @@ class Pool:
     @property
     def size(self) -> int:
         return len(self.keys)
+
+    @property
+    def usable(self) -> np.ndarray:
+        """bool per row: kept while parsing and by the screen."""
+        return self.parsed if self.screened is None else self.parsed & (self.screened.code < 0)
+
+    def with_screen(self, screened: Screened) -> "Pool":
+        """This pool with the screen's verdicts."""
+        return dataclasses.replace(self, screened=screened)
 
     def side_rows(self) -> dict[str, np.ndarray]:
         """Side -> its rows' positions in file order, for the sides that have rows (in order of first
@@ -78,8 +105,29 @@ class Pool:
         return {s: np.concatenate(parts) for s, parts in by_side.items() if sum(len(p) for p in parts)}
 
     def take(self, index: np.ndarray) -> pa.Table:
-        """Copies of the rows at `index`, in that order."""
-        return shards.take_rows(self.path, self.batch_starts, index, POOL_SCHEMA)
+        """Copies of the rows at `index`, in that order; a screened row carries its screen reason."""
+        rows = shards.take_rows(self.path, self.batch_starts, index, POOL_SCHEMA)
+        if self.screened is None:
+            return rows
+        code = self.screened.code[np.asarray(index, dtype=np.int64)]
+        if not (code >= 0).any():
+            return rows
+        names = np.asarray(self.screened.reasons + (None,), dtype=object)[code]  # code -1 picks the None
+        reason = pc.coalesce(pa.array(names, pa.string()), rows.column("drop_reason"))
+        return rows.set_column(rows.schema.get_field_index("drop_reason"), "drop_reason", reason)
+
+    def read(self, start: int, stop: int) -> pa.Table:
+        """Rows start..stop-1 as the file holds them (no screen verdicts), without copying: a sequential
+        scan's read. The table maps the file until it is dropped, so scan in bounded ranges."""
+        first, last = np.searchsorted(self.batch_starts, [start, stop - 1], side="right") - 1
+        reader = pa.ipc.open_file(pa.memory_map(str(self.path)))
+        table = pa.Table.from_batches([reader.get_batch(int(b)) for b in range(first, last + 1)], schema=POOL_SCHEMA)
+        return table.slice(start - int(self.batch_starts[first]), stop - start)
+
+    def details(self, index: np.ndarray) -> list[str | None]:
+        """The screen's detail for the rows at `index` (None where it has none)."""
+        detail = self.screened.detail if self.screened is not None else {}
+        return [detail.get(int(i)) for i in index]
 
     def annotated(self, side_of: np.ndarray, phase_of: np.ndarray, chunk: int = 1024):
         """(kept rows, rows dropped while parsing), batch by batch in file order, each row with the side
@@ -89,7 +137,8 @@ class Pool:
             rows = rows.append_column("side", pa.array(np.asarray(SIDES)[side_of[start : start + rows.num_rows]], pa.string()))
             rows = rows.append_column("phase", pa.array(phase_of[start : start + rows.num_rows]))
             kept = pc.is_null(rows.column("drop_reason"))
-            yield rows.filter(kept).select(NORMALIZED_SCHEMA.names), dropped_rows(rows.filter(pc.invert(kept)))
+            gone = np.flatnonzero(~kept.to_numpy(zero_copy_only=False))
+            yield rows.filter(kept).select(NORMALIZED_SCHEMA.names), dropped_rows(rows.take(pa.array(gone)), details=self.details(gone + start))
 
 
 def normalize(dataset: Dataset, staging: Path, options: AdapterOptions, progress: bool) -> Pool:
@@ -148,11 +197,13 @@ def group_keys(rows: pa.Table, source: str, first_row: int) -> np.ndarray:
     return np.frombuffer(b"".join(digests), dtype="<u8").copy() if digests else np.zeros(0, np.uint64)
 
 
-def dropped_rows(rows: pa.Table, reasons: list[str] | None = None) -> pa.Table:
-    """Pool rows (with side and phase) in the dropped/ layout; `reasons` default to their drop_reason."""
+def dropped_rows(rows: pa.Table, reasons: list[str] | None = None, details: list[str | None] | None = None) -> pa.Table:
+    """Pool rows (with side and phase) in the dropped/ layout; `reasons` default to their drop_reason,
+    `details` to none."""
     reason = pa.array(reasons, pa.string()) if reasons is not None else rows.column("drop_reason")
-    columns = {name: rows.column(name) for name in DROPPED_SCHEMA.names if name != "reason"}
-    return pa.table({**columns, "reason": reason}).select(DROPPED_SCHEMA.names).cast(DROPPED_SCHEMA)
+    detail = pa.array(details, pa.string()) if details is not None else pa.nulls(rows.num_rows, pa.string())
+    columns = {name: rows.column(name) for name in DROPPED_SCHEMA.names if name not in ("reason", "detail")}
+    return pa.table({**columns, "reason": reason, "detail": detail}).select(DROPPED_SCHEMA.names).cast(DROPPED_SCHEMA)
 
 
 def count_reasons(reasons: pa.ChunkedArray | pa.Array) -> dict[str, int]:

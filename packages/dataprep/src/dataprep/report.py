@@ -4,6 +4,8 @@ It renders what stage 6 of prepare sealed, and inspect's findings."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 
@@ -51,6 +53,17 @@ def quota_rows(manifest: dict) -> list[list]:
 def overlap_line(overlap: dict) -> str:
     counts = ", ".join(f"{k.replace('_', '/')} {v}" for k, v in overlap.items() if k != "split_by")
     return f"prompts shared (split by {overlap['split_by']}): {counts}"
+
+
+def screened_note(described: dict) -> str:
+    """The rows the screen dropped from one dataset (any phase, used or not)."""
+    screened = described.get("screened")
+    return "; screened: " + ", ".join(f"{k} {v}" for k, v in screened.items()) if screened else ""
+
+
+def decontaminate_line(record: dict) -> str:
+    files = ", ".join(Path(f["path"]).name for f in record["files"])
+    return f"decontaminate: {record['texts']:,} texts, {record['windows']:,} windows of {record['ngram']} words ({files})"
 
 
 def groups_note(described: dict) -> str:
