@@ -84,10 +84,12 @@ def test_a_chat_template_marks_every_assistant_turn_and_not_the_system_prompt(tm
     config["chat_template"] = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}</{{ m['role'] }}>{% endfor %}"
                                "{% if add_generation_prompt %}<assistant>{% endif %}")
     (tok / "tokenizer_config.json").write_text(json.dumps(config))
-    conversation = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi there"},
-                    {"role": "assistant", "content": "Hello friend"}, {"role": "user", "content": "Any news"},
-                    {"role": "assistant", "content": "None today"}]
-    (tmp_path / "chat.jsonl").write_text("".join(json.dumps({"messages": conversation}) + "\n" for _ in range(12)))
+    def conversation(i: int) -> list[dict]:
+        return [{"role": "system", "content": "Be brief."}, {"role": "user", "content": f"Hi there {i}"},
+                {"role": "assistant", "content": "Hello friend"}, {"role": "user", "content": "Any news"},
+                {"role": "assistant", "content": "None today"}]
+
+    (tmp_path / "chat.jsonl").write_text("".join(json.dumps({"messages": conversation(i)}) + "\n" for i in range(12)))
     prepare(PrepareOptions(data=[str(tmp_path / "chat.jsonl")], out=tmp_path / "out", tokenizer=str(tok), template="chat",
                            split="1,0,0", progress=False))
     from transformers import AutoTokenizer
