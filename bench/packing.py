@@ -11,8 +11,9 @@ tokenizer at max_seq_len 512, --split 1,1,0 (phases 1 and 2 only).
 2. Throughput: training steps of phases 1 and 2 on the CPU (one thread), a 16M-parameter GPT-2 built
    from configs/gpt2-16m.json, fp32, --batch rows (pairs) unpacked against --batch packs packed, on the same
    shards: real (non-pad) tokens per second, the median of every step but each run's first, over
-   --rounds interleaved rounds (so load from other processes falls on both alike); beside it, the
-   ratio the padding alone predicts (real tokens per slot, packed over unpacked).
+   --rounds interleaved rounds (so load from other processes falls on both alike); then the same per
+   second of the trainer's CPU time (`step_cpu_s`: what such load does not inflate), and the ratio
+   the padding alone predicts (real tokens per slot, packed over unpacked).
 3. Where to plan: the plan of one epoch computed at load time from the shards' lengths (what the
    trainer does) against read back from a side file written at prepare time, at the bench's size and
    with the lengths repeated to --plan-scale items (the 1M-row bench input's phase 1 rows and phase 2 pairs).
@@ -58,8 +59,8 @@ def padding_table(found: dict, sizes: list[int]) -> list[list[str]]:
     return [[f"phase {phase}", str(b), f"{f.unpacked[b]:.1%}", f"{f.packed[b]:.1%}"] for phase, f in found.items() for b in sizes]
 
 
-def train(phase: int, shards: Path, out: Path, batch: int, steps: int, packed: bool) -> list[float]:
-    """Real tokens per second of each step after the first."""
+def train(phase: int, shards: Path, out: Path, batch: int, steps: int, packed: bool) -> list[tuple[float, float]]:
+    """Real tokens per second of wall time and of CPU time, of each step after the first."""
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
     # One thread: on a shared machine two threads wait on each other at every op whenever either is
     # descheduled, which scatters step times far more than the packing changes them.
@@ -74,21 +75,24 @@ def train(phase: int, shards: Path, out: Path, batch: int, steps: int, packed: b
     if proc.returncode:
         raise SystemExit(f"bench-packing: phase {phase} failed:\n{proc.stderr[-3000:]}")
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return [r["tokens_per_s"] for r in rows if "tokens_per_s" in r][1:]
+    steps = [r for r in rows if "tokens_per_s" in r][1:]
+    return [(r["tokens_per_s"], r["tokens_per_s"] * r["step_time_s"] / r["step_cpu_s"]) for r in steps]
 
 
 def throughput_table(shards: Path, found: dict, batch: int, steps: int, rounds: int) -> list[list[str]]:
-    """Real tokens/s, and what the padding alone predicts: the ratio of real tokens per slot."""
+    """Real tokens per second of wall time and of CPU time, and what the padding alone predicts: the
+    ratio of real tokens per slot."""
     rows = []
     for phase in PHASES:
-        speeds: dict[bool, list[float]] = {False: [], True: []}
+        speeds: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
         for r in range(rounds):
             for packed in (False, True):
                 speeds[packed] += train(phase, shards, WORK / f"run-{phase}-{int(packed)}-{r}", batch, steps, packed)
-        unpacked, packed = statistics.median(speeds[False]), statistics.median(speeds[True])
+        wall = [statistics.median(s for s, _ in speeds[p]) for p in (False, True)]
+        cpu = [statistics.median(c for _, c in speeds[p]) for p in (False, True)]
         by_slots = (1 - found[phase].packed[batch]) / (1 - found[phase].unpacked[batch])
-        rows.append([f"phase {phase}", str(batch), f"{unpacked:,.0f}", f"{packed:,.0f}", f"{packed / unpacked:.2f}x", f"{by_slots:.2f}x",
-                     str(len(speeds[True]))])
+        rows.append([f"phase {phase}", str(batch), f"{wall[0]:,.0f}", f"{wall[1]:,.0f}", f"{wall[1] / wall[0]:.2f}x", f"{cpu[0]:,.0f}",
+                     f"{cpu[1]:,.0f}", f"{cpu[1] / cpu[0]:.2f}x", f"{by_slots:.2f}x", str(len(speeds[True]))])
     return rows
 
 
@@ -150,10 +154,11 @@ def main() -> int:
     print(table(padding_table(found, sizes), ["phase", "batch", "unpacked", "packed"]))
     print(f"\nWhere to plan, one epoch (ms): at load time from the shards' lengths, or a side file written at prepare time")
     print(table(plan_table(shards, scale), ["phase", "items", "load: lengths + plan", "side file: read", "side file: write", "side file MB"]))
-    print(f"\nTraining throughput on the CPU (1 thread), {CONFIG.name} (16M parameters), fp32: real (non-pad) tokens/s, median of "
-          f"{args.rounds} x {args.steps - 1} steps")
+    print(f"\nTraining throughput on the CPU (1 thread), {CONFIG.name} (16M parameters), fp32: real (non-pad) tokens per second of wall "
+          f"time, then of CPU time; median of {args.rounds} x {args.steps - 1} steps")
     speeds = throughput_table(shards, found, args.batch, args.steps, args.rounds)
-    print(table(speeds, ["phase", "batch", "unpacked", "packed", "packed / unpacked", "by slots alone", "steps"]))
+    print(table(speeds, ["phase", "batch", "unpacked", "packed", "ratio", "unpacked /CPU s", "packed /CPU s", "ratio", "by slots alone",
+                         "steps"]))
     return 0
 
 

@@ -232,7 +232,7 @@ class StepWindow:
 
     def reset(self) -> None:
         self.loss, self.tokens, self.samples, self.wait = 0.0, 0, 0, 0.0
-        self.start = time.perf_counter()
+        self.start, self.cpu = time.perf_counter(), time.process_time()
 
     def add(self, loss: float, tokens: int, samples: int, waited: float) -> None:
         self.loss += loss / self.accumulation
@@ -241,12 +241,15 @@ class StepWindow:
         self.wait += waited
 
     def summary(self, device) -> dict:
-        """Loss averaged over ranks, throughput over all ranks, and the data-wait share of the step."""
+        """Loss averaged over ranks, throughput over all ranks, the data-wait share of the step, and the
+        CPU seconds this rank's threads spent in it (beside the wall time: what other load on the machine
+        does not inflate)."""
         elapsed = time.perf_counter() - self.start
         loss = torch.tensor(self.loss, device=device)
         torch.distributed.all_reduce(loss)
         return {"loss": loss.item() / self.world, "tokens_per_s": self.tokens / elapsed, "samples_per_s": self.samples / elapsed,
-                "step_time_s": elapsed, "data_wait_s": self.wait, "data_wait_frac": self.wait / elapsed, **peak_memory(device)}
+                "step_time_s": elapsed, "step_cpu_s": time.process_time() - self.cpu, "data_wait_s": self.wait,
+                "data_wait_frac": self.wait / elapsed, **peak_memory(device)}
 
 
 def peak_memory(device: torch.device) -> dict:
