@@ -1,6 +1,6 @@
 """`make bench`, training section: what --packing saves phases 1 and 2, measured in one run on the same data.
 
-    python bench/packing.py [--steps 6] [--rounds 3] [--batch 8] [--plan-scale 534382,167229]
+    python bench/packing.py [--steps 8] [--rounds 3] [--batch 8] [--plan-scale 534382,167229]
 
 Data: ../shared's two HH-RLHF test files (bench/run.py's input at its base size), prepared with the GPT-2
 tokenizer at max_seq_len 512, --split 1,1,0 (phases 1 and 2 only).
@@ -11,7 +11,8 @@ tokenizer at max_seq_len 512, --split 1,1,0 (phases 1 and 2 only).
 2. Throughput: training steps of phases 1 and 2 on the CPU (one thread), a 16M-parameter GPT-2 built
    from configs/gpt2-16m.json, fp32, --batch rows (pairs) unpacked against --batch packs packed, on the same
    shards: real (non-pad) tokens per second, the median of every step but each run's first, over
-   --rounds interleaved rounds (so load from other processes falls on both alike); then the same per
+   --rounds interleaved rounds (so load from other processes falls on both alike), each round with
+   its own seed (so the unpacked batches are --rounds samples of the data, not one); then the same per
    second of the trainer's CPU time (`step_cpu_s`: what such load does not inflate), and the ratio
    the padding alone predicts (real tokens per slot, packed over unpacked).
 3. Where to plan: the plan of one epoch computed at load time from the shards' lengths (what the
@@ -59,7 +60,7 @@ def padding_table(found: dict, sizes: list[int]) -> list[list[str]]:
     return [[f"phase {phase}", str(b), f"{f.unpacked[b]:.1%}", f"{f.packed[b]:.1%}"] for phase, f in found.items() for b in sizes]
 
 
-def train(phase: int, shards: Path, out: Path, batch: int, steps: int, packed: bool) -> list[tuple[float, float]]:
+def train(phase: int, shards: Path, out: Path, batch: int, steps: int, packed: bool, seed: int) -> list[tuple[float, float]]:
     """Real tokens per second of wall time and of CPU time, of each step after the first."""
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
     # One thread: on a shared machine two threads wait on each other at every op whenever either is
@@ -69,7 +70,7 @@ def train(phase: int, shards: Path, out: Path, batch: int, steps: int, packed: b
     shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, "-m", PHASES[phase], "--shards", str(shards), "--model_config", str(CONFIG), "--output_dir", str(out),
            "--dtype", "fp32", "--per_device_train_batch_size", str(batch), "--per_device_eval_batch_size", "1", "--eval_iters", "1",
-           "--max_steps", str(steps), "--learning_rate", "1e-4", *(["--packing"] if packed else [])]
+           "--max_steps", str(steps), "--learning_rate", "1e-4", "--seed", str(seed), *(["--packing"] if packed else [])]
     print(f"bench-packing: phase {phase} {'packed' if packed else 'unpacked'}, {steps} steps", file=sys.stderr, flush=True)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode:
@@ -87,7 +88,7 @@ def throughput_table(shards: Path, found: dict, batch: int, steps: int, rounds: 
         speeds: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
         for r in range(rounds):
             for packed in (False, True):
-                speeds[packed] += train(phase, shards, WORK / f"run-{phase}-{int(packed)}-{r}", batch, steps, packed)
+                speeds[packed] += train(phase, shards, WORK / f"run-{phase}-{int(packed)}-{r}", batch, steps, packed, seed=1234 + r)
         wall = [statistics.median(s for s, _ in speeds[p]) for p in (False, True)]
         cpu = [statistics.median(c for _, c in speeds[p]) for p in (False, True)]
         by_slots = (1 - found[phase].packed[batch]) / (1 - found[phase].unpacked[batch])
@@ -134,7 +135,7 @@ def table(rows: list[list[str]], header: list[str]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=6, help="optimizer steps per training run (the first is not counted)")
+    parser.add_argument("--steps", type=int, default=8, help="optimizer steps per training run (the first is not counted)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved unpacked/packed runs per phase")
     parser.add_argument("--batch", type=int, default=8, help="rows or pairs (unpacked) and packs (packed) per micro-batch")
     parser.add_argument("--plan-scale", default="534382,167229", help="phase 1 rows, phase 2 pairs to time the plan at")
