@@ -1,6 +1,6 @@
 """`make bench`, training section: what --packing saves phases 1 and 2, measured in one run on the same data.
 
-    python bench/packing.py [--steps 6] [--rounds 3] [--batch 8] [--plan-scale 534382,167229]
+    python bench/packing.py [--steps 8] [--rounds 3] [--batch 8] [--plan-scale 534382,167229]
 
 Data: ../shared's two HH-RLHF test files (bench/run.py's input at its base size), prepared with the GPT-2
 tokenizer at max_seq_len 512, --split 1,1,0 (phases 1 and 2 only).
@@ -11,8 +11,10 @@ tokenizer at max_seq_len 512, --split 1,1,0 (phases 1 and 2 only).
 2. Throughput: training steps of phases 1 and 2 on the CPU (one thread), a 16M-parameter GPT-2 built
    from configs/gpt2-16m.json, fp32, --batch rows (pairs) unpacked against --batch packs packed, on the same
    shards: real (non-pad) tokens per second, the median of every step but each run's first, over
-   --rounds interleaved rounds (so load from other processes falls on both alike); beside it, the
-   ratio the padding alone predicts (real tokens per slot, packed over unpacked).
+   --rounds interleaved rounds (so load from other processes falls on both alike), each round with
+   its own seed (so the unpacked batches are --rounds samples of the data, not one); then the same per
+   second of the trainer's CPU time (`step_cpu_s`: what such load does not inflate), and the ratio
+   the padding alone predicts (real tokens per slot, packed over unpacked).
 3. Where to plan: the plan of one epoch computed at load time from the shards' lengths (what the
    trainer does) against read back from a side file written at prepare time, at the bench's size and
    with the lengths repeated to --plan-scale items (the 1M-row bench input's phase 1 rows and phase 2 pairs).
@@ -58,8 +60,8 @@ def padding_table(found: dict, sizes: list[int]) -> list[list[str]]:
     return [[f"phase {phase}", str(b), f"{f.unpacked[b]:.1%}", f"{f.packed[b]:.1%}"] for phase, f in found.items() for b in sizes]
 
 
-def train(phase: int, shards: Path, out: Path, batch: int, steps: int, packed: bool) -> list[float]:
-    """Real tokens per second of each step after the first."""
+def train(phase: int, shards: Path, out: Path, batch: int, steps: int, packed: bool, seed: int) -> list[tuple[float, float]]:
+    """Real tokens per second of wall time and of CPU time, of each step after the first."""
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
     # One thread: on a shared machine two threads wait on each other at every op whenever either is
     # descheduled, which scatters step times far more than the packing changes them.
@@ -68,27 +70,30 @@ def train(phase: int, shards: Path, out: Path, batch: int, steps: int, packed: b
     shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, "-m", PHASES[phase], "--shards", str(shards), "--model_config", str(CONFIG), "--output_dir", str(out),
            "--dtype", "fp32", "--per_device_train_batch_size", str(batch), "--per_device_eval_batch_size", "1", "--eval_iters", "1",
-           "--max_steps", str(steps), "--learning_rate", "1e-4", *(["--packing"] if packed else [])]
+           "--max_steps", str(steps), "--learning_rate", "1e-4", "--seed", str(seed), *(["--packing"] if packed else [])]
     print(f"bench-packing: phase {phase} {'packed' if packed else 'unpacked'}, {steps} steps", file=sys.stderr, flush=True)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode:
         raise SystemExit(f"bench-packing: phase {phase} failed:\n{proc.stderr[-3000:]}")
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return [r["tokens_per_s"] for r in rows if "tokens_per_s" in r][1:]
+    steps = [r for r in rows if "tokens_per_s" in r][1:]
+    return [(r["tokens_per_s"], r["tokens_per_s"] * r["step_time_s"] / r["step_cpu_s"]) for r in steps]
 
 
 def throughput_table(shards: Path, found: dict, batch: int, steps: int, rounds: int) -> list[list[str]]:
-    """Real tokens/s, and what the padding alone predicts: the ratio of real tokens per slot."""
+    """Real tokens per second of wall time and of CPU time, and what the padding alone predicts: the
+    ratio of real tokens per slot."""
     rows = []
     for phase in PHASES:
-        speeds: dict[bool, list[float]] = {False: [], True: []}
+        speeds: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
         for r in range(rounds):
             for packed in (False, True):
-                speeds[packed] += train(phase, shards, WORK / f"run-{phase}-{int(packed)}-{r}", batch, steps, packed)
-        unpacked, packed = statistics.median(speeds[False]), statistics.median(speeds[True])
+                speeds[packed] += train(phase, shards, WORK / f"run-{phase}-{int(packed)}-{r}", batch, steps, packed, seed=1234 + r)
+        wall = [statistics.median(s for s, _ in speeds[p]) for p in (False, True)]
+        cpu = [statistics.median(c for _, c in speeds[p]) for p in (False, True)]
         by_slots = (1 - found[phase].packed[batch]) / (1 - found[phase].unpacked[batch])
-        rows.append([f"phase {phase}", str(batch), f"{unpacked:,.0f}", f"{packed:,.0f}", f"{packed / unpacked:.2f}x", f"{by_slots:.2f}x",
-                     str(len(speeds[True]))])
+        rows.append([f"phase {phase}", str(batch), f"{wall[0]:,.0f}", f"{wall[1]:,.0f}", f"{wall[1] / wall[0]:.2f}x", f"{cpu[0]:,.0f}",
+                     f"{cpu[1]:,.0f}", f"{cpu[1] / cpu[0]:.2f}x", f"{by_slots:.2f}x", str(len(speeds[True]))])
     return rows
 
 
@@ -130,7 +135,7 @@ def table(rows: list[list[str]], header: list[str]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=6, help="optimizer steps per training run (the first is not counted)")
+    parser.add_argument("--steps", type=int, default=8, help="optimizer steps per training run (the first is not counted)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved unpacked/packed runs per phase")
     parser.add_argument("--batch", type=int, default=8, help="rows or pairs (unpacked) and packs (packed) per micro-batch")
     parser.add_argument("--plan-scale", default="534382,167229", help="phase 1 rows, phase 2 pairs to time the plan at")
@@ -150,10 +155,11 @@ def main() -> int:
     print(table(padding_table(found, sizes), ["phase", "batch", "unpacked", "packed"]))
     print(f"\nWhere to plan, one epoch (ms): at load time from the shards' lengths, or a side file written at prepare time")
     print(table(plan_table(shards, scale), ["phase", "items", "load: lengths + plan", "side file: read", "side file: write", "side file MB"]))
-    print(f"\nTraining throughput on the CPU (1 thread), {CONFIG.name} (16M parameters), fp32: real (non-pad) tokens/s, median of "
-          f"{args.rounds} x {args.steps - 1} steps")
+    print(f"\nTraining throughput on the CPU (1 thread), {CONFIG.name} (16M parameters), fp32: real (non-pad) tokens per second of wall "
+          f"time, then of CPU time; median of {args.rounds} x {args.steps - 1} steps")
     speeds = throughput_table(shards, found, args.batch, args.steps, args.rounds)
-    print(table(speeds, ["phase", "batch", "unpacked", "packed", "packed / unpacked", "by slots alone", "steps"]))
+    print(table(speeds, ["phase", "batch", "unpacked", "packed", "ratio", "unpacked /CPU s", "packed /CPU s", "ratio", "by slots alone",
+                         "steps"]))
     return 0
 
 

@@ -26,7 +26,7 @@ def test_sft_loss_falls_and_checkpoint_loads(sample_shards, tmp_path):
     assert len(steps) == 40 and len(evals) == 3  # before, at step 20, at the end
     assert steps[-1]["loss"] < steps[0]["loss"] - 1.5
     assert evals[-1]["eval_loss"] < evals[0]["eval_loss"] - 1.0
-    assert {"tokens_per_s", "samples_per_s", "step_time_s", "data_wait_s", "lr"} <= set(steps[0])
+    assert {"tokens_per_s", "samples_per_s", "step_time_s", "step_cpu_s", "data_wait_s", "lr"} <= set(steps[0])
     assert (out / "loss.png").stat().st_size > 0
     model, tok = AutoModelForCausalLM.from_pretrained(out), AutoTokenizer.from_pretrained(out)
     assert tok.eos_token == "<|endoftext|>" and model.config.eos_token_id == tok.eos_token_id

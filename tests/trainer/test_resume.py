@@ -34,7 +34,7 @@ def weights(path: Path) -> dict[str, torch.Tensor]:
 
 def metrics(out: Path) -> list[dict]:
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    timing = {"time", "tokens_per_s", "samples_per_s", "step_time_s", "data_wait_s", "data_wait_frac", "generation_s", "generate_s", "training_s",
+    timing = {"time", "tokens_per_s", "samples_per_s", "step_time_s", "step_cpu_s", "data_wait_s", "data_wait_frac", "generation_s", "generate_s", "training_s",
               "host_peak_mb", "gpu_peak_mb"}
     return [{k: v for k, v in r.items() if k not in timing} for r in rows]
 

@@ -238,7 +238,7 @@ class StepWindow:
     def reset(self) -> None:
         self.loss, self.tokens, self.samples, self.wait = 0.0, 0, 0, 0.0
         self.logged: dict[str, float] = {}
-        self.start = time.perf_counter()
+        self.start, self.cpu = time.perf_counter(), time.process_time()
 
     def add(self, loss: float, tokens: int, samples: int, waited: float, logged: dict[str, float] | None = None) -> None:
         self.loss += loss / self.accumulation
@@ -249,14 +249,16 @@ class StepWindow:
         self.wait += waited
 
     def summary(self, device) -> dict:
-        """Loss (and the logged values) averaged over ranks, throughput over all ranks, and the data-wait
-        share of the step."""
+        """Loss (and the logged values) averaged over ranks, throughput over all ranks, the data-wait share
+        of the step, and the CPU seconds this rank's threads spent in it (beside the wall time: what other
+        load on the machine does not inflate)."""
         elapsed = time.perf_counter() - self.start
         names = ["loss", *sorted(self.logged)]
         means = torch.tensor([self.loss, *(self.logged[n] for n in names[1:])], dtype=torch.float64, device=device)
         torch.distributed.all_reduce(means)
         return {**dict(zip(names, (means / self.world).tolist())), "tokens_per_s": self.tokens / elapsed, "samples_per_s": self.samples / elapsed,
-                "step_time_s": elapsed, "data_wait_s": self.wait, "data_wait_frac": self.wait / elapsed, **peak_memory(device)}
+                "step_time_s": elapsed, "step_cpu_s": time.process_time() - self.cpu, "data_wait_s": self.wait,
+                "data_wait_frac": self.wait / elapsed, **peak_memory(device)}
 
 
 def peak_memory(device: torch.device) -> dict:
