@@ -50,9 +50,11 @@ def sample_shards(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def fixed_length_shards(tmp_path_factory) -> Path:
     """Every phase-1 and phase-2 row truncated to 32 tokens: equal token counts per rank, so a 2-rank
-    mean of per-rank losses equals the 1-rank mean over the same global batch."""
+    mean of per-rank losses equals the 1-rank mean over the same global batch. The sample's repeated
+    rows are kept (no dedup): truncation alone leaves phase 2 few enough pairs."""
     out = tmp_path_factory.mktemp("fixed")
-    prepare(PrepareOptions(data=[str(SAMPLE)], out=out, tokenizer=str(SAMPLE_TOKENIZER), split="4,4,2", max_seq_len=32, progress=False))
+    prepare(PrepareOptions(data=[str(SAMPLE)], out=out, tokenizer=str(SAMPLE_TOKENIZER), split="4,4,2", max_seq_len=32, progress=False,
+                           dedup=False))
     return out
 
 
