@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -108,6 +111,14 @@ def test_cached_and_on_the_fly_references_give_the_same_losses_from_ln2(fixed_le
     again = train("trainer.phase2_dpo", fixed_length_shards, tmp_path / "cached", *dpo_flags(tiny_checkpoint, "--max_steps", "1"), model_flags=False)
     assert "train pairs reused" in (tmp_path / "cached" / "stdout.txt").read_text()
     assert again[1]["loss"] == cached[1]["loss"]
+
+    side_file = tmp_path / "cached" / "reference" / "train.arrow"
+    side_file.write_bytes(side_file.read_bytes()[:100])  # damaged: the run stops with one line, before any model is built
+    proc = subprocess.run([sys.executable, "-m", "trainer.phase2_dpo", "--shards", str(fixed_length_shards), "--output_dir", str(tmp_path / "cached"),
+                           "--dtype", "fp32", *dpo_flags(tiny_checkpoint, "--max_steps", "1")], capture_output=True, text=True,
+                          env={**os.environ, "DS_ACCELERATOR": "cpu"}, timeout=300)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"trainer: {side_file}: not a readable reference log-prob file")
 
 
 def test_ipo_starts_at_a_quarter_over_beta_squared(fixed_length_shards, tiny_checkpoint, tmp_path):

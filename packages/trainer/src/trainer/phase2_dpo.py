@@ -90,7 +90,7 @@ class Reference:
         name = f.ref_model_name_or_path or f.model_name_or_path
         fingerprint = R.fingerprint(name, None if f.ref_model_name_or_path else f.model_config, f.seed)
         caches = {d.side: R.Cache(f.output_dir / "reference" / f"{d.side}.arrow", R.cache_key(d, fingerprint, f.dtype)) for d in (train, evals)}
-        values = {d.side: _from_rank0(caches[d.side].read(len(d)) if rank == 0 else None, len(d), device) for d in (train, evals)}
+        values = {d.side: _from_rank0(lambda: caches[d.side].read(len(d)), rank, len(d), device) for d in (train, evals)}
         missing = [d for d in (train, evals) if values[d.side] is None]
         if missing:
             engine = self.build(train.tokenizer, world)
@@ -119,14 +119,23 @@ class Reference:
             return answer_logps(self.engine, batch, packed)[0]
 
 
-def _from_rank0(values: np.ndarray | None, rows: int, device: torch.device) -> np.ndarray | None:
+def _from_rank0(read, rank: int, rows: int, device: torch.device) -> np.ndarray | None:
     """Rank 0's cached values (or None) on every rank: only rank 0 reads the side file, so the ranks
-    agree even when the output directory is not shared between machines."""
-    found = torch.tensor([int(values is not None)], device=device)
-    torch.distributed.broadcast(found, 0)
-    if not found.item():
+    agree even when the output directory is not shared between machines; a file rank 0 refuses stops
+    every rank, none is left waiting."""
+    values, refusal = None, None
+    if rank == 0:
+        try:
+            values = read()
+        except SystemExit as exc:
+            refusal = exc
+    status = torch.tensor([2 if refusal else int(values is not None)], device=device)  # 0 none, 1 found, 2 refused
+    torch.distributed.broadcast(status, 0)
+    if status.item() == 2:
+        raise refusal if refusal else SystemExit(1)  # rank 0 prints the one line
+    if status.item() == 0:
         return None
-    tensor = torch.as_tensor(values, device=device) if values is not None else torch.empty((rows, 2), dtype=torch.float64, device=device)
+    tensor = torch.as_tensor(values, device=device) if rank == 0 else torch.empty((rows, 2), dtype=torch.float64, device=device)
     torch.distributed.broadcast(tensor, 0)
     return tensor.cpu().numpy()
 
