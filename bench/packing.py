@@ -10,7 +10,7 @@ tokenizer at max_seq_len 512, --split 1,1,0 (phases 1 and 2 only).
    each batch of packs padded to its longest sequence): dataprep.stats, what `dataprep stats` prints.
 2. Throughput: training steps of phases 1 and 2 on the CPU (one thread), a 16M-parameter GPT-2 built
    from configs/gpt2-16m.json, fp32, --batch rows (pairs) unpacked against --batch packs packed, on the same
-   shards: real (non-pad) tokens per second, the median of every step but each run's first, over
+   shards: real (non-pad) tokens per second, over every step but each run's first, of
    --rounds interleaved rounds (so load from other processes falls on both alike), each round with
    its own seed (so the unpacked batches are --rounds samples of the data, not one); then the same per
    second of the trainer's CPU time (`step_cpu_s`: what such load does not inflate), and the ratio
@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -60,8 +59,8 @@ def padding_table(found: dict, sizes: list[int]) -> list[list[str]]:
     return [[f"phase {phase}", str(b), f"{f.unpacked[b]:.1%}", f"{f.packed[b]:.1%}"] for phase, f in found.items() for b in sizes]
 
 
-def train(phase: int, shards: Path, out: Path, batch: int, steps: int, packed: bool, seed: int) -> list[tuple[float, float]]:
-    """Real tokens per second of wall time and of CPU time, of each step after the first."""
+def train(phase: int, shards: Path, out: Path, batch: int, steps: int, packed: bool, seed: int) -> np.ndarray:
+    """Real tokens, wall seconds and CPU seconds of each step after the first, [steps - 1, 3]."""
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
     # One thread: on a shared machine two threads wait on each other at every op whenever either is
     # descheduled, which scatters step times far more than the packing changes them.
@@ -76,24 +75,24 @@ def train(phase: int, shards: Path, out: Path, batch: int, steps: int, packed: b
     if proc.returncode:
         raise SystemExit(f"bench-packing: phase {phase} failed:\n{proc.stderr[-3000:]}")
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    steps = [r for r in rows if "tokens_per_s" in r][1:]
-    return [(r["tokens_per_s"], r["tokens_per_s"] * r["step_time_s"] / r["step_cpu_s"]) for r in steps]
+    return np.array([(r["tokens_per_s"] * r["step_time_s"], r["step_time_s"], r["step_cpu_s"]) for r in rows if "tokens_per_s" in r][1:])
 
 
 def throughput_table(shards: Path, found: dict, batch: int, steps: int, rounds: int) -> list[list[str]]:
-    """Real tokens per second of wall time and of CPU time, and what the padding alone predicts: the
-    ratio of real tokens per slot."""
+    """Real tokens per second of wall time and of CPU time (sums over the steps, not a mean of ratios:
+    unpacked steps differ in size), and what the padding alone predicts: the ratio of real tokens per slot."""
     rows = []
     for phase in PHASES:
-        speeds: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
+        totals = {}  # packed? -> real tokens, wall seconds, CPU seconds
         for r in range(rounds):
             for packed in (False, True):
-                speeds[packed] += train(phase, shards, WORK / f"run-{phase}-{int(packed)}-{r}", batch, steps, packed, seed=1234 + r)
-        wall = [statistics.median(s for s, _ in speeds[p]) for p in (False, True)]
-        cpu = [statistics.median(c for _, c in speeds[p]) for p in (False, True)]
+                run = train(phase, shards, WORK / f"run-{phase}-{int(packed)}-{r}", batch, steps, packed, seed=1234 + r)
+                totals[packed] = totals.get(packed, 0) + np.append(run.sum(axis=0), len(run))
+        (tokens_u, wall_u, cpu_u, _), (tokens_p, wall_p, cpu_p, counted) = totals[False], totals[True]
         by_slots = (1 - found[phase].packed[batch]) / (1 - found[phase].unpacked[batch])
+        wall, cpu = (tokens_u / wall_u, tokens_p / wall_p), (tokens_u / cpu_u, tokens_p / cpu_p)
         rows.append([f"phase {phase}", str(batch), f"{wall[0]:,.0f}", f"{wall[1]:,.0f}", f"{wall[1] / wall[0]:.2f}x", f"{cpu[0]:,.0f}",
-                     f"{cpu[1]:,.0f}", f"{cpu[1] / cpu[0]:.2f}x", f"{by_slots:.2f}x", str(len(speeds[True]))])
+                     f"{cpu[1]:,.0f}", f"{cpu[1] / cpu[0]:.2f}x", f"{by_slots:.2f}x", str(int(counted))])
     return rows
 
 
@@ -156,7 +155,7 @@ def main() -> int:
     print(f"\nWhere to plan, one epoch (ms): at load time from the shards' lengths, or a side file written at prepare time")
     print(table(plan_table(shards, scale), ["phase", "items", "load: lengths + plan", "side file: read", "side file: write", "side file MB"]))
     print(f"\nTraining throughput on the CPU (1 thread), {CONFIG.name} (16M parameters), fp32: real (non-pad) tokens per second of wall "
-          f"time, then of CPU time; median of {args.rounds} x {args.steps - 1} steps")
+          f"time, then of CPU time, over {args.rounds} x {args.steps - 1} steps")
     speeds = throughput_table(shards, found, args.batch, args.steps, args.rounds)
     print(table(speeds, ["phase", "batch", "unpacked", "packed", "ratio", "unpacked /CPU s", "packed /CPU s", "ratio", "by slots alone",
                          "steps"]))
