@@ -100,7 +100,7 @@ def test_margin_loss_on_shards_without_scores_is_refused_in_one_line(sample_shar
     proc = subprocess.run([sys.executable, "-m", "trainer.phase2_reward", "--shards", str(sample_shards), "--model_config", str(TINY),
                            "--output_dir", str(tmp_path / "rm"), "--learning_rate", "1e-3", "--max_steps", "1", "--dtype", "fp32", "--margin_loss"],
                           capture_output=True, text=True, env={**env, "DS_ACCELERATOR": "cpu"}, timeout=600)
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("trainer: --margin_loss:") and "no chosen_score / rejected_score" in last
     assert not (tmp_path / "rm" / "metrics.jsonl").exists()

@@ -15,6 +15,7 @@ last token; the divergence loss compares padded positions, so it does not pack.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,8 +71,10 @@ def require_scores(train: ShardDataset, evals: ShardDataset, rank: int, world: i
     """--margin_loss needs the graders' scores: shards with none are refused before a model is built."""
     scores = train.scalar("chosen_score"), train.scalar("rejected_score")
     if any(s is None or np.isnan(s).all() for s in scores):
-        raise SystemExit(f"trainer: --margin_loss: the phase-2 train shards of {train.paths[0].parents[1]} have no chosen_score / "
-                         "rejected_score (the data has no scores: HH, say); prepare scored data (docs/datasets.md) or drop --margin_loss")
+        print(f"trainer: --margin_loss: the phase-2 train shards of {train.paths[0].parents[1]} have no chosen_score / "
+              "rejected_score (the data has no scores: HH, say); prepare scored data (docs/datasets.md) or drop --margin_loss",
+              file=sys.stderr, flush=True)
+        raise SystemExit(2)  # a usage error, like the command line's
     return train, evals
 
 
