@@ -69,11 +69,19 @@ class PairCollator:
         width = self.pad_to or max(len(s) for s in seqs)
         ids, mask = _pad(seqs, self.pad_id, width)
         batch = {"input_ids": ids, "attention_mask": mask, "prompt_len": torch.tensor([r["prompt_len"] for r in rows] * 2)}
-        if "chosen_score" in rows[0]:
-            batch["margin"] = torch.tensor([r["chosen_score"] - r["rejected_score"] for r in rows], dtype=torch.float32)
-        if "ref_logps" in rows[0]:  # (chosen, rejected) per row
-            batch["ref_logps"] = torch.tensor([r["ref_logps"][0] for r in rows] + [r["ref_logps"][1] for r in rows], dtype=torch.float64)
-        return batch
+        return {**batch, **pair_extras(rows)}
+
+
+def pair_extras(rows: list[dict]) -> dict[str, torch.Tensor]:
+    """What pairs carry beside their tokens, padded or packed alike: each pair's score `margin`
+    (chosen_score - rejected_score, NaN without scores) and, for DPO with cached reference log-probs,
+    each sequence's `ref_logps` in the chosen-then-rejected order."""
+    extras = {}
+    if "chosen_score" in rows[0]:
+        extras["margin"] = torch.tensor([r["chosen_score"] - r["rejected_score"] for r in rows], dtype=torch.float32)
+    if "ref_logps" in rows[0]:  # (chosen, rejected) per row
+        extras["ref_logps"] = torch.tensor([r["ref_logps"][0] for r in rows] + [r["ref_logps"][1] for r in rows], dtype=torch.float64)
+    return extras
 
 
 @dataclass

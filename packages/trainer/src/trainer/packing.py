@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from dataprep.format import TOKEN_COLUMNS
 from dataprep.packing import plan
-from trainer.collate import IGNORE_INDEX, trained_tokens
+from trainer.collate import IGNORE_INDEX, pair_extras, trained_tokens
 from trainer.shard_dataset import ShardDataset
 
 VARLEN = ("flash_attention_2", "flash_attention_3")  # kernels that take packed rows from position ids
@@ -148,12 +148,8 @@ class PackedCollator:
             segment[seq[r], span] = r
         batch = {"input_ids": ids, "position_ids": positions, "segment": segment, "row_seq": seq, "row_start": start,
                  "row_len": length, "prompt_len": prompt}
-        rows = [row for pack in packs for row in pack.rows]  # item k of the batch
-        if "chosen_score" in rows[0]:  # pairs: the graders' margin, per pair (collate.PairCollator)
-            batch["margin"] = np.array([r["chosen_score"] - r["rejected_score"] for r in rows], np.float32)
-        if "ref_logps" in rows[0]:  # DPO's cached reference log-probs, per row: chosen rows, then rejected rows
-            batch["ref_logps"] = np.concatenate([[r["ref_logps"][0] for r in rows], [r["ref_logps"][1] for r in rows]]).astype(np.float64)
-        return {k: torch.from_numpy(v) for k, v in batch.items()}
+        items = [row for pack in packs for row in pack.rows]  # item k of the batch, as rows k and n + k are numbered
+        return {**{k: torch.from_numpy(v) for k, v in batch.items()}, **pair_extras(items)}
 
 
 @dataclass
