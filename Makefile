@@ -21,6 +21,7 @@ DATA_DIR ?=
 PREPARE_ARGS ?=
 UNSUP ?=
 PYTEST_ARGS ?=
+TEST_WORKERS ?= 2
 PLOT ?=
 
 BENCH_ARGS ?=
@@ -57,7 +58,7 @@ DPO_ARGS ?= --per_device_train_batch_size 4 --per_device_eval_batch_size 4 --lea
 	--lr_scheduler_type cosine --zero_stage 0 --dtype fp16 --dropout 0.0 --beta 0.1
 endif
 
-.PHONY: prepare test inspect bench bench-trainer wheels train-phase1 train-phase2 train-phase3 train-dpo clean help
+.PHONY: prepare test inspect bench bench-trainer wheels gpu-bundle gpu-rehearsal train-phase1 train-phase2 train-phase3 train-dpo clean help
 
 help:
 	@echo "make prepare [DATA=hh|PATH] [SPLIT=2,4,4] [SEED=1234] [TOKENIZER=...] [DATA_DIR=...] [OUT=...]"
@@ -66,6 +67,8 @@ help:
 	@echo "make bench    dataprep vs DeepSpeed-Chat-style, HF datasets and the tokenizer ceiling; then what --packing saves training (needs ../shared)"
 	@echo "make wheels   build the rlhfkit-dataprep and rlhfkit-trainer wheels into dist/"
 	@echo "make bench-trainer   ZeRO-3 against ZeRO-0 memory and ZeRO-3 generation, 2 CPU ranks (needs ../shared)"
+	@echo "make gpu-bundle      what an offline GPU box lacks for scripts/gpu_smoke.sh (wheels, shards) -> gpu-bundle/"
+	@echo "make gpu-rehearsal   the GPU box emulated on the CPU: its package versions, the bundle, gpu_smoke.sh on tiny models"
 	@echo "make train-phase1 / train-phase2   SFT / reward model on OUT's shards (GPU: OPT defaults; CPU: tiny model)"
 	@echo "make train-phase3 [UNSUP=PATH]    PPO from the phase 1 and 2 checkpoints (trains them first if missing)"
 	@echo "make train-dpo   DPO on OUT's phase-2 shards (GPU: OPT-350m, DeepSpeed-Chat's recipe; CPU: from the tiny phase-1 checkpoint)"
@@ -95,8 +98,9 @@ inspect: $(VENV)/.dataprep
 	$(VENV)/bin/dataprep inspect $(OUT) $(if $(PLOT),--plot $(PLOT))
 
 # pytest exits 5 when it collected no tests: that is a failure here, not a pass.
+# Two workers (TEST_WORKERS=0: one process); a file's tests stay on one worker, with its fixtures.
 test: $(VENV)/.test
-	HF_HUB_OFFLINE=1 $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: no tests were collected" >&2; exit 1; fi; exit $$rc
 
 $(VENV)/.bench: $(VENV)/.test requirements/bench.txt
@@ -114,6 +118,27 @@ wheels: $(VENV)/.test
 
 bench-trainer: $(VENV)/.trainer
 	$(PY) bench/zero3.py
+
+# The GPU box is offline and brings its own Python stack (docs/gpu.md): scripts/gpu_bundle.sh packs what it
+# lacks, and gpu-rehearsal runs scripts/gpu_smoke.sh on the CPU in a venv holding only the box's packages
+# (its transformers, huggingface_hub and tokenizers versions; CPU torch), so a GPU visit is never spent
+# on an install or import error.
+BUNDLE ?= gpu-bundle
+REHEARSAL := .rehearsal
+BOX_PACKAGES := torch==2.13.0 transformers==5.17.0 huggingface_hub==1.33.0 tokenizers==0.23.2 sentencepiece==0.2.2 safetensors==0.8.0 \
+	accelerate==1.15.0 peft==0.21.2 pyarrow numpy matplotlib msgpack ninja psutil py-cpuinfo einops tqdm protobuf
+
+gpu-bundle: $(VENV)/.trainer
+	bash scripts/gpu_bundle.sh $(BUNDLE)
+
+$(REHEARSAL)/.box: Makefile
+	@test -x $(REHEARSAL)/bin/python || $(PYTHON) -m venv $(REHEARSAL)
+	$(REHEARSAL)/bin/python -m pip install -q --disable-pip-version-check $(BOX_PACKAGES)
+	@touch $@
+
+gpu-rehearsal: gpu-bundle $(REHEARSAL)/.box
+	SMOKE_CPU=1 PYTHON=$(REHEARSAL)/bin/python SITE=$(CURDIR)/$(REHEARSAL)/site RUNS=checkpoints/gpu-rehearsal \
+		bash scripts/gpu_smoke.sh $(BUNDLE)
 
 train-phase1: $(VENV)/.trainer $(OUT)/manifest.json
 	$(LAUNCH) packages/trainer/src/trainer/phase1_sft.py --shards $(OUT) --output_dir $(CKPT)/phase1 $(PHASE1_ARGS)

@@ -139,3 +139,21 @@ def test_bad_input_is_one_line(out, tmp_path):
     table = damaged / "dropped" / "sample-hh.arrow"
     table.write_bytes(table.read_bytes()[:200])
     assert_one_line_error(run("inspect", str(damaged)), "dropped/sample-hh.arrow", "dataprep verify")
+
+
+def test_a_row_cut_right_after_a_literal_eos_counts_alike_in_the_manifest_and_inspect(tmp_path):
+    """Its shard row ends in EOS like a whole row: prepare and inspect both count it as whole, and count
+    the rows cut elsewhere as truncated."""
+    answer = "one two three<|endoftext|> four five six"
+    rows = [{"prompt": f"Human: question {i}? Assistant:", "chosen": answer if i % 2 else "one two three four five six seven",
+             "rejected": "no"} for i in range(20)]
+    (tmp_path / "eos.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tok = dataprep.load_tokenizer(str(SAMPLE_TOKENIZER))
+    at = tok.encode([" " + rows[1]["prompt"] + " " + answer])[0].index(tok.eos_id)
+    d = dataprep.prepare(data=str(tmp_path / "eos.jsonl"), tokenizer=str(SAMPLE_TOKENIZER), out=tmp_path / "out", split="1,1,0",
+                         max_seq_len=at + 1, progress=False)
+    manifest = d.manifest.data
+    ends = [row[-1] for p in (1, 2) for side in ("train", "eval") for row in d.phase(p, side).table.column(TOKEN_COLUMNS[p][0]).to_pylist()]
+    assert ends.count(tok.eos_id) >= 4 and len(ends) - ends.count(tok.eos_id) >= 4  # both kinds of row in the shards
+    for p in inspect_dir(d.out).parts:
+        assert p.truncated == manifest["phases"][str(p.phase)][p.side]["truncated"] == truncated_in_shards(d.out, p.phase, p.side), (p.phase, p.side)

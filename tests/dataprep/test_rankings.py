@@ -106,11 +106,15 @@ def test_phases_1_and_3_take_one_row_per_prompt_with_its_best_response(built):
 def test_phase_2_shards_carry_the_scores_and_hh_shards_null_ones(built, tmp_path):
     _, result = built
     shard = result.phase(2, "train").table
-    by_row = {(r["source"], r["row_id"]): r for r in normalized(result.out).to_pylist()}
+    # A ranking's pairs share their native row's (source, row_id), and keep its pairs' order.
+    pairs, written = defaultdict(list), defaultdict(list)
+    for r in normalized(result.out).to_pylist():
+        if (r["phase"], r["side"]) == (2, "train"):
+            pairs[r["source"], r["row_id"]].append((r["chosen_score"], r["rejected_score"]))
     for row in shard.select(["source", "row_id", "chosen_score", "rejected_score"]).to_pylist():
-        text = by_row[row["source"], row["row_id"]]
-        assert (row["chosen_score"], row["rejected_score"]) == (text["chosen_score"], text["rejected_score"])
+        written[row["source"], row["row_id"]].append((row["chosen_score"], row["rejected_score"]))
         assert row["chosen_score"] > row["rejected_score"]  # ties were dropped
+    assert written == pairs and any(len(p) > 1 for p in pairs.values())
     assert shard.schema.field("chosen_score").type == pa.float32()
     hh = prepare(PrepareOptions(data=[str(SAMPLE)], out=tmp_path / "hh", tokenizer=str(SAMPLE_TOKENIZER), progress=False))
     scores = open_shards(hh.out, 2, "train").tables[0].column("chosen_score")
@@ -177,3 +181,25 @@ def test_scores_give_margins_through_the_trainer_dataset(built):
     chosen, rejected = rows.scalar("chosen_score"), rows.scalar("rejected_score")
     assert len(chosen) == len(rows) and np.all(chosen > rejected)
     assert rows[0]["chosen_score"] == chosen[0]
+
+
+def test_a_screened_first_pair_hands_phases_1_and_3_to_the_prompts_next_kept_pair(tmp_path):
+    """Only the best response leaks a benchmark sentence: under --pairs all, the pairs holding it are
+    `contaminated`, and each prompt's (second, third) pair is its row in phase 1 or 3."""
+    leak = "the quick brown fox jumps over the lazy dog near the old river bank today"
+    rows = [{"prompt": f"Question {i}?", "responses": [f"worst {i}.", f"Best {i}: {leak}.", f"a fair answer {i}."], "scores": [1, 3, 2]}
+            for i in range(40)]
+    data = write_jsonl(tmp_path / "ranked.jsonl", rows)
+    bench = write_jsonl(tmp_path / "bench.jsonl", [{"text": f"Benchmark: {leak}."}])
+    result = dataprep.prepare(data=data, decontaminate=[str(bench)], pairs="all", split="1,1,1", out=tmp_path / "out",
+                              tokenizer=str(SAMPLE_TOKENIZER), progress=False)
+    kept = pa.ipc.open_file(str(result.out / "normalized" / "ranked.arrow")).read_all().to_pylist()
+    assert {(r["chosen"], r["rejected"]) for r in kept} == {(f" a fair answer {i}.", f" worst {i}.") for i in range(40)}
+    by_row = {(r["source"], r["row_id"]): r for r in kept}
+    for phase in (1, 3):
+        for side in ("train", "eval"):
+            prompts = {r["prompt"] for r in kept if (r["phase"], r["side"]) == (phase, side)}
+            shard = result.phase(phase, side).table.select(["source", "row_id"]).to_pylist()
+            assert sorted(by_row[r["source"], r["row_id"]]["prompt"] for r in shard) == sorted(prompts), (phase, side)
+            assert result.manifest["phases"][str(phase)][side]["dropped"].get("later_pair", 0) == 0
+        assert result.manifest["phases"][str(phase)]["train"]["kept"] > 0

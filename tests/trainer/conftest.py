@@ -25,10 +25,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def train(phase: str, shards: Path, out: Path, *flags: str, procs: int = 1, model_flags: bool = True) -> list[dict]:
+def train(phase: str, shards: Path, out: Path, *flags: str, procs: int = 1, model_flags: bool = True,
+          env: dict[str, str] | None = None) -> list[dict]:
     """Run trainer.<phase> on CPU; returns its metrics.jsonl rows (its stdout goes to OUT/stdout.txt).
-    `model_flags`: build the model from the tiny config (phase 3 loads checkpoints instead)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    `model_flags`: build the model from the tiny config (phase 3 loads checkpoints instead); `env`: more
+    environment variables (the trainers' test hooks)."""
+    env = {**{k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}, **(env or {})}
     env.update(DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
     launch = [sys.executable, "-m", phase] if procs == 1 else [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(procs), "--master_port", str(free_port()), "-m", phase]

@@ -1,6 +1,7 @@
-"""DPO: the losses against hand-computed values, the answer span, the reference cache, and real runs:
-ln 2 and 1/(4 beta^2) when the policy is the reference, cached = on-the-fly, reuse, and a toy world
-where the preferred answer is learnable. (2 ranks against 1: test_distributed.py.)"""
+"""DPO: the losses against hand-computed values, the answer span, the reference cache and its key, each
+loss's defaults, and real runs: ln 2 and 1/(4 beta^2) when the policy is the reference, cached =
+on-the-fly, reuse, no reuse across ZeRO-0 and ZeRO-3, a reference with another tokenizer refused, and
+a toy world where the preferred answer is learnable. (2 ranks against 1: test_distributed.py.)"""
 
 from __future__ import annotations
 
@@ -8,16 +9,18 @@ import json
 import math
 import os
 import random
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
 from dataprep import PrepareOptions, prepare
-from tests.trainer.conftest import train
+from tests.trainer.conftest import TINY, train
 from trainer import dpo, reference as R
 
 # Two pairs, chosen then rejected: summed answer log-probs, the reference's, and answer lengths.
@@ -82,14 +85,33 @@ def test_the_key_follows_the_shards_the_reference_and_the_precision(tmp_path):
 
     checkpoint = tmp_path / "ref"
     checkpoint.mkdir()
-    (checkpoint / "config.json").write_text("{}")
+    (checkpoint / "config.json").write_text(json.dumps({"model_type": "gpt2", "vocab_size": 104}))
     (checkpoint / "model.safetensors").write_bytes(b"weights")
-    before = R.fingerprint(str(checkpoint), None, seed=1)
+    tokenizer = SimpleNamespace(vocab_size=100)
+    before = R.fingerprint(str(checkpoint), None, tokenizer, seed=1, partitioned_on=None)
     key = R.cache_key(Shards, before, "fp32")
     (checkpoint / "model.safetensors").write_bytes(b"weights, trained on")
-    assert R.cache_key(Shards, R.fingerprint(str(checkpoint), None, seed=1), "fp32") != key
+    assert R.cache_key(Shards, R.fingerprint(str(checkpoint), None, tokenizer, seed=1, partitioned_on=None), "fp32") != key
     Shards.sha256 = ["b" * 64]
     assert len({key, R.cache_key(Shards, before, "fp32"), R.cache_key(Shards, before, "bf16")}) == 3
+
+
+def test_the_fingerprint_says_how_random_weights_were_drawn(tmp_path):
+    """A model built from a config: its seed, and whether ZeRO-3 built it partitioned (on which device's
+    generator). A checkpoint: the seed only when loading it grows its embeddings for the tokenizer."""
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps({"model_type": "gpt2", "n_layer": 1}))
+    tokenizer = SimpleNamespace(vocab_size=100)
+    built = {R.fingerprint(None, config, tokenizer, seed, where) for seed in (1, 2) for where in (None, "cpu", "cuda")}
+    assert len(built) == 6
+
+    checkpoint = tmp_path / "ref"
+    checkpoint.mkdir()
+    (checkpoint / "model.safetensors").write_bytes(b"weights")
+    for rows, grows in ((100, False), (96, True)):
+        (checkpoint / "config.json").write_text(json.dumps({"model_type": "gpt2", "vocab_size": rows}))
+        loaded = {R.fingerprint(str(checkpoint), None, tokenizer, seed, None) for seed in (1, 2)}
+        assert len(loaded) == (2 if grows else 1), rows
 
 
 def dpo_flags(checkpoint: Path, *extra: str) -> tuple[str, ...]:
@@ -108,17 +130,58 @@ def test_cached_and_on_the_fly_references_give_the_same_losses_from_ln2(fixed_le
         assert steps(live, key) == pytest.approx(steps(cached, key), rel=1e-5, abs=1e-6), key
     assert "computed" in (tmp_path / "cached" / "stdout.txt").read_text()
 
-    again = train("trainer.phase2_dpo", fixed_length_shards, tmp_path / "cached", *dpo_flags(tiny_checkpoint, "--max_steps", "1"), model_flags=False)
-    assert "train pairs reused" in (tmp_path / "cached" / "stdout.txt").read_text()
+    # Each run its own output directory (a finished run's is not trained again), with the cached files copied in.
+    for run in ("again", "damaged"):
+        shutil.copytree(tmp_path / "cached" / "reference", tmp_path / run / "reference")
+    again = train("trainer.phase2_dpo", fixed_length_shards, tmp_path / "again", *dpo_flags(tiny_checkpoint, "--max_steps", "1"), model_flags=False)
+    assert "train pairs reused" in (tmp_path / "again" / "stdout.txt").read_text()
     assert again[1]["loss"] == cached[1]["loss"]
 
-    side_file = tmp_path / "cached" / "reference" / "train.arrow"
+    side_file = tmp_path / "damaged" / "reference" / "train.arrow"
     side_file.write_bytes(side_file.read_bytes()[:100])  # damaged: the run stops with one line, before any model is built
-    proc = subprocess.run([sys.executable, "-m", "trainer.phase2_dpo", "--shards", str(fixed_length_shards), "--output_dir", str(tmp_path / "cached"),
-                           "--dtype", "fp32", *dpo_flags(tiny_checkpoint, "--max_steps", "1")], capture_output=True, text=True,
-                          env={**os.environ, "DS_ACCELERATOR": "cpu"}, timeout=300)
-    assert proc.returncode != 0 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines()[-1].startswith(f"trainer: {side_file}: not a readable reference log-prob file")
+    line = refusal(fixed_length_shards, tmp_path / "damaged", *dpo_flags(tiny_checkpoint, "--max_steps", "1"))
+    assert line.startswith(f"trainer: {side_file}: not a readable reference log-prob file")
+
+
+def refusal(shards: Path, out: Path, *flags: str) -> str:
+    """Run DPO where it must refuse: a non-zero exit and no traceback. Returns its last line."""
+    cmd = [sys.executable, "-m", "trainer.phase2_dpo", "--shards", str(shards), "--output_dir", str(out), "--dtype", "fp32", *flags]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "DS_ACCELERATOR": "cpu"}, timeout=300)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    return proc.stderr.strip().splitlines()[-1]
+
+
+def test_a_reference_with_another_tokenizer_is_refused_before_it_loads(fixed_length_shards, tiny_checkpoint, tmp_path):
+    """A reference with another vocabulary would score the shards' ids as its own (here mostly from the
+    random embedding rows its 16 grow to) and the cache would keep its log-probs: it is refused first."""
+    from dataprep import load_tokenizer
+    from dataprep.format import TokenizerInfo
+    from tests.trainer.toy import write_tokenizer
+    from trainer.checkpoint import save_tokenizer
+    from trainer.models import causal_lm
+
+    toy = TokenizerInfo(**load_tokenizer(str(write_tokenizer(tmp_path / "toy"))).describe(), token_type="uint16")
+    reference = tmp_path / "toy-reference"
+    causal_lm(None, TINY, toy).save_pretrained(reference)
+    save_tokenizer(toy, reference)
+    out = tmp_path / "dpo"
+    line = refusal(fixed_length_shards, out, *dpo_flags(tiny_checkpoint, "--max_steps", "1", "--ref_model_name_or_path", str(reference)))
+    assert line.startswith("trainer: ") and str(reference) in line and "tokenizer" in line
+    assert not (out / "reference").exists()
+
+
+def test_a_zero3_reference_built_from_a_config_does_not_reuse_the_zero0_cache(fixed_length_shards, tmp_path):
+    """ZeRO-3 builds a config's model partitioned, with other random weights than ZeRO-0 from the same
+    seed: it keys another cache, and the policy starts as its reference again (ln 2, not the 0.70 a reused
+    ZeRO-0 cache gave)."""
+    flags = ("--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "8", "--learning_rate", "1e-3", "--max_steps", "1",
+             "--eval_iters", "1")
+    train("trainer.phase2_dpo", fixed_length_shards, tmp_path / "zero0", *flags)
+    shutil.copytree(tmp_path / "zero0" / "reference", tmp_path / "zero3" / "reference")
+    rows = train("trainer.phase2_dpo", fixed_length_shards, tmp_path / "zero3", *flags, "--zero_stage", "3")
+    assert "train pairs computed" in (tmp_path / "zero3" / "stdout.txt").read_text()
+    first = lambda key: next(r[key] for r in rows if key in r)  # noqa: E731
+    assert first("eval_loss") == pytest.approx(math.log(2), abs=1e-6) and first("loss") == pytest.approx(math.log(2), abs=1e-6)
 
 
 def test_ipo_starts_at_a_quarter_over_beta_squared(fixed_length_shards, tiny_checkpoint, tmp_path):
@@ -159,3 +222,22 @@ def test_packed_dpo_starts_at_ln2_and_both_reference_paths_agree(fixed_length_sh
     steps = {how: [r["loss"] for r in rows if "loss" in r] for how, rows in runs.items()}
     assert steps["on"][0] == pytest.approx(math.log(2), abs=1e-6) and steps["on"][-1] < steps["on"][0] - 1e-3
     assert steps["off"] == pytest.approx(steps["on"], rel=1e-5, abs=1e-6)
+
+
+def test_simpo_takes_its_papers_beta_and_margin_and_the_others_keep_theirs(tmp_path, capsys):
+    """SimPO with DPO's beta 0.1 and gamma 0.5 asked for a margin of gamma / beta = 5 nats per token.
+    Its own defaults (princeton-nlp/SimPO's SimPOConfig): beta 2.0, gamma 0.25 beta."""
+    from trainer import flags as F
+    from trainer.phase2_dpo import DPOFlags
+
+    def parse(*argv: str) -> DPOFlags:
+        return F.parse(DPOFlags, "DPO", ["--shards", str(tmp_path), "--output_dir", str(tmp_path), "--model_config", str(TINY), *argv])
+
+    simpo = parse("--loss", "simpo")
+    assert (simpo.beta, simpo.simpo_gamma) == (2.0, 0.5) and simpo.objective == dpo.Objective("simpo", 2.0, simpo_gamma=0.5)
+    assert parse().beta == parse("--loss", "ipo").beta == 0.1
+    assert (parse("--loss", "simpo", "--beta", "2.5").simpo_gamma, parse("--loss", "simpo", "--simpo_gamma", "1.0").beta) == (0.625, 2.0)
+    assert (parse("--beta", "0.3").beta, parse("--loss", "simpo", "--beta", "10", "--simpo_gamma", "3").objective.simpo_gamma) == (0.3, 3.0)
+    with pytest.raises(SystemExit):
+        parse("--simpo_gamma", "1.0")  # DPO has no target margin: not silently ignored
+    assert "--simpo_gamma applies to --loss simpo" in capsys.readouterr().err

@@ -1,7 +1,10 @@
-"""LoRA through peft: what trains, the learning rates, the refusal of a name that matches nothing, the
-merged checkpoint, and a real --only_optimize_lora run. (ZeRO-2/3 with 2 ranks: test_distributed.py.)"""
+"""LoRA through peft: what trains, the learning rates, the refusal of a name that matches nothing or a
+tied weight, freezing through the module, the merged checkpoint, and a real --only_optimize_lora run.
+(ZeRO-2/3 with 2 ranks: test_distributed.py.)"""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 import torch
@@ -90,3 +93,52 @@ def test_only_optimize_lora_changes_only_the_lora_layers_by_a_low_rank_update(fi
             assert delta.abs().max() > 1e-4 and torch.linalg.matrix_rank(delta, atol=1e-6) <= 2, name
         else:
             assert torch.equal(start[name], end[name]), name
+
+
+class SharedWeight(torch.nn.Module):
+    """Two linear layers that share one weight, as an LM head shares the input embeddings'."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj_in, self.proj_out = torch.nn.Linear(8, 8), torch.nn.Linear(8, 8)
+        self.proj_out.weight = self.proj_in.weight
+
+
+def tied_model(kind: str, tokenizer, tmp_path):
+    """A tiny model whose `lm_head` (or `proj_out`) weight is tied to another module's."""
+    if kind == "gpt2":
+        return causal_lm(None, TINY, tokenizer)
+    if kind == "opt":
+        config = tmp_path / "opt.json"
+        config.write_text(json.dumps({"model_type": "opt", "hidden_size": 16, "word_embed_proj_dim": 16, "ffn_dim": 32,
+                                      "num_hidden_layers": 1, "num_attention_heads": 2, "max_position_embeddings": 64}))
+        return causal_lm(None, config, tokenizer)
+    return SharedWeight()
+
+
+@pytest.mark.parametrize("kind, module_name, tied_to", [("gpt2", "lm_head", "transformer.wte.weight"),
+                                                         ("opt", "lm_head", "model.decoder.embed_tokens.weight"),
+                                                         ("shared", "proj", "proj_out.weight")])
+def test_a_layer_whose_weight_is_tied_to_another_module_is_refused_in_one_line(kind, module_name, tied_to, tokenizer, tmp_path):
+    """Its merged update would change the other module too (the LM head's, the input embeddings)."""
+    model = tied_model(kind, tokenizer, tmp_path)
+    with pytest.raises(SystemExit) as caught:
+        lora.add(model, lora.LoraSpec(4, module_name, False, 5e-4))
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith(f"trainer: --lora_module_name {module_name!r} puts LoRA on ")
+    assert f"whose weight is tied to {tied_to}" in message
+    assert not lora.has_lora(model)  # refused before anything was injected
+
+
+@pytest.mark.parametrize("module_name", ["transformer.h.", "lm_head"])
+def test_every_lora_layers_base_weight_is_frozen_through_its_module(module_name, tokenizer, monkeypatch):
+    """Freezing goes by the module, not the name: named_parameters lists the tied head's weight once,
+    as transformer.wte.weight, so a name-based freeze left lm_head training (the tie check is switched
+    off here to show it)."""
+    from peft.tuners.lora import LoraLayer
+
+    monkeypatch.setattr(lora, "_refuse_tied", lambda *args: None, raising=False)
+    model = lora.add(causal_lm(None, TINY, tokenizer), lora.LoraSpec(4, module_name, False, 5e-4))
+    bases = {name: layer.get_base_layer().weight for name, layer in model.named_modules() if isinstance(layer, LoraLayer)}
+    assert bases and all(name.startswith(module_name) for name in bases)
+    assert [name for name, weight in bases.items() if weight.requires_grad] == []

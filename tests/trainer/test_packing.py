@@ -2,7 +2,7 @@
 rows give the same logits per row (atol 1e-5) and the same loss (rel 1e-5) in phase 1 and phase 2, on
 every attention path the trainer uses (a block-diagonal mask for SDPA and eager attention, one flattened
 row with restarting position ids for the varlen kernel, read here by SDPA); no token attends across
-rows; OPT and Llama pack too; the collators lay rows out as documented; the sampler's plan is
+rows; ten model families pack exactly, and Bloom is refused in one line; the collators lay rows out as documented; the sampler's plan is
 deterministic per epoch, covers every pack once, splits deterministically across ranks and resumes;
 and 2 ranks packed match 1 (training runs: test_phase2_reward.py, test_resume.py)."""
 
@@ -84,8 +84,8 @@ def test_phase1_packed_logits_and_loss_equal_unpacked(sample_shards, route):
     assert phase1_sft.targets(packed) == phase1_sft.targets(unpacked)  # the same target tokens, so the same token mean
     if route != "varlen":  # what the trainer runs: packed_step on the model's own kernel
         with torch.no_grad():
-            step = phase1_sft.packed_step(model, packed)
-        assert step.loss.item() == pytest.approx(ref.loss.item(), rel=1e-5)
+            step = phase1_sft.packed_step(model, packed)  # the loss summed over the target tokens
+        assert step.loss.item() / phase1_sft.targets(packed) == pytest.approx(ref.loss.item(), rel=1e-5)
         assert step.tokens == int(unpacked["attention_mask"].sum()) and step.samples == len(lengths)
 
 
@@ -97,7 +97,7 @@ def test_phase1_prompt_masking_gives_the_unpacked_loss(sample_shards, loss):
         ref, step = phase1_sft.step(model, unpacked), phase1_sft.packed_step(model, packed)
     unmasked = phase1_sft.targets(same_rows(sample_shards, 1)[0])
     assert phase1_sft.targets(packed) == phase1_sft.targets(unpacked) < unmasked
-    assert step.loss.item() == pytest.approx(ref.loss.item(), rel=1e-5)
+    assert step.loss.item() == pytest.approx(ref.loss.item(), rel=1e-5)  # sums over the same target tokens
 
 
 @pytest.mark.parametrize("route", ROUTES)
@@ -117,7 +117,8 @@ def test_phase2_packed_values_scores_and_loss_equal_unpacked(sample_shards, rout
     if route != "varlen":
         with torch.no_grad():
             step = phase2_reward.packed_step(model, packed)
-        assert step.loss.item() == pytest.approx(ref["loss"].item(), rel=1e-5) and step.samples == len(lengths) // 2
+        assert step.loss.item() / step.samples == pytest.approx(ref["loss"].item(), rel=1e-5)  # summed over the pairs
+        assert step.samples == len(lengths) // 2
 
 
 @pytest.mark.parametrize("route", ROUTES)
@@ -172,31 +173,66 @@ def test_no_token_attends_across_rows(sample_shards, phase, route):
         assert worst([leak_before[r] for r in following], [leak_after[r] for r in following]) > 1e-3
 
 
-def opt_and_llama(vocab: int):
-    from transformers import AutoModelForCausalLM, LlamaConfig, OPTConfig
+def family_config(family: str, vocab: int):
+    """A 2-layer config of `family`, 64 wide, its ids in the vocabulary and dropout off."""
+    import transformers
 
     common = {"vocab_size": vocab, "pad_token_id": 0, "bos_token_id": 0, "eos_token_id": 0}
-    yield AutoModelForCausalLM.from_config(OPTConfig(num_hidden_layers=2, hidden_size=64, ffn_dim=128, num_attention_heads=2,
-                                                     word_embed_proj_dim=64, max_position_embeddings=512, dropout=0.0,
-                                                     attention_dropout=0.0, **common))
-    yield AutoModelForCausalLM.from_config(LlamaConfig(num_hidden_layers=2, hidden_size=64, intermediate_size=128, num_attention_heads=2,
-                                                       num_key_value_heads=2, max_position_embeddings=512, **common))
+    decoder = {"num_hidden_layers": 2, "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4, "max_position_embeddings": 512}
+    configs = {
+        "opt": lambda: transformers.OPTConfig(num_hidden_layers=2, hidden_size=64, ffn_dim=128, num_attention_heads=2, word_embed_proj_dim=64,
+                                              max_position_embeddings=512, dropout=0.0, attention_dropout=0.0),
+        "llama": lambda: transformers.LlamaConfig(num_key_value_heads=2, **decoder),
+        "qwen2": lambda: transformers.Qwen2Config(num_key_value_heads=2, **decoder),
+        "mistral": lambda: transformers.MistralConfig(num_key_value_heads=2, sliding_window=None, **decoder),
+        "gemma": lambda: transformers.GemmaConfig(num_key_value_heads=2, head_dim=16, **decoder),
+        "gemma2": lambda: transformers.Gemma2Config(num_key_value_heads=2, head_dim=16, sliding_window=512, **decoder),
+        "phi3": lambda: transformers.Phi3Config(num_key_value_heads=4, **decoder),
+        "gpt_neox": lambda: transformers.GPTNeoXConfig(hidden_dropout=0.0, attention_dropout=0.0, **decoder),
+        "falcon": lambda: transformers.FalconConfig(num_hidden_layers=2, hidden_size=64, num_attention_heads=4),
+        "mpt": lambda: transformers.MptConfig(n_layers=2, d_model=64, n_heads=4, max_seq_len=512),
+        "bloom": lambda: transformers.BloomConfig(n_layer=2, hidden_size=64, n_head=4),
+        "falcon-alibi": lambda: transformers.FalconConfig(num_hidden_layers=2, hidden_size=64, num_attention_heads=4, alibi=True),
+    }
+    config = configs[family]()
+    for key, value in common.items():
+        setattr(config, key, value)
+    return config
 
 
-@pytest.mark.parametrize("attention", ["sdpa", "eager"])
-def test_opt_and_llama_pack_with_the_block_mask(sample_shards, attention):
-    """DeepSpeed-Chat's OPT ignores packed position ids (it builds its own mask), but takes the 4-D mask."""
+# Families checked exact packed against alone: both mask kernels for two, SDPA for the rest but those that
+# run eager (gemma2, for its soft-capping; MPT).
+PACKED_FAMILIES = [(f, a) for f in ("opt", "llama") for a in ("sdpa", "eager")]
+PACKED_FAMILIES += [(f, "sdpa") for f in ("qwen2", "mistral", "gemma", "phi3", "gpt_neox", "falcon")] + [("gemma2", "eager"), ("mpt", "eager")]
+
+
+@pytest.mark.parametrize("family,attention", PACKED_FAMILIES)
+def test_model_families_pack_with_the_block_mask(sample_shards, family, attention):
+    """Each family's logits per row, packed with the block mask, equal its logits alone; the loss too.
+    DeepSpeed-Chat's OPT ignores packed position ids (it builds its own mask), but takes the 4-D mask."""
+    from transformers import AutoModelForCausalLM
+
     packed, unpacked = same_rows(sample_shards, 1)
     torch.manual_seed(0)
-    for model in opt_and_llama(8 * -(-Manifest.read(sample_shards).tokenizer.vocab_size // 8)):
-        model.set_attn_implementation(attention)
-        model.eval()
-        with torch.no_grad():
-            ref = model(**unpacked, use_cache=False)
-            out = model(**packing.model_inputs(packed, attention), labels=packed["labels"], use_cache=False)
-        lengths = packed["row_len"].tolist()
-        assert worst(per_row(out.logits, packed), [ref.logits[i, :n] for i, n in enumerate(lengths)]) <= 1e-5, type(model).__name__
-        assert out.loss.item() == pytest.approx(ref.loss.item(), rel=1e-5)
+    model = AutoModelForCausalLM.from_config(family_config(family, 8 * -(-Manifest.read(sample_shards).tokenizer.vocab_size // 8)),
+                                             attn_implementation=attention).eval()
+    with torch.no_grad():
+        ref = model(**unpacked, use_cache=False)
+        out = model(**packing.model_inputs(packed, packing.attention_of(model)), labels=packed["labels"], use_cache=False)
+    lengths = packed["row_len"].tolist()
+    assert worst(per_row(out.logits, packed), [ref.logits[i, :n] for i, n in enumerate(lengths)]) <= 1e-5
+    assert out.loss.item() == pytest.approx(ref.loss.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("family", ["bloom", "falcon-alibi"])
+def test_a_family_that_cannot_take_the_block_mask_is_refused_in_one_line(family):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_config(family_config(family, 64))
+    with pytest.raises(SystemExit) as refused:
+        packing.attention_of(model)
+    message = str(refused.value)
+    assert message.startswith("trainer: --packing cannot run") and "without --packing" in message and "\n" not in message
 
 
 def pack(rows: list[dict], seqs: list[list[int]]) -> packing.Pack:

@@ -85,7 +85,7 @@ def test_margin_loss_step_uses_each_pairs_score_margin(scored_shards, tmp_path):
     model = RewardModel(backbone(None, TINY, pairs.tokenizer))
     flags = RewardFlags(shards=scored_shards, output_dir=tmp_path, model_config=TINY, margin_loss=True)
     with torch.no_grad():
-        loss = recipe(flags).step(model, batch).loss
+        loss = recipe(flags).step(model, batch).loss / 8  # the step sums over its 8 pairs
         scores = end_scores(model(batch["input_ids"], batch["attention_mask"]), batch["attention_mask"])
     margin = torch.tensor([r["chosen_score"] - r["rejected_score"] for r in rows])
     assert torch.all(margin > 0)

@@ -3,8 +3,12 @@ and a reward model whose score is a fixed function of the last token, highest fo
 
 from __future__ import annotations
 
+import copy
 import math
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,12 +17,15 @@ import torch
 from dataprep import PrepareOptions, prepare
 from tests.conftest import GPT2, SHARED_HH, shared_gpt2, shared_hh
 from tests.trainer.conftest import train
-from tests.trainer.toy import FAVOURED, TOP_SCORE, WORDS, write_documents, write_prompts, write_tokenizer
+from tests.trainer.toy import (FAVOURED, TOP_SCORE, WORDS, with_generation_config, write_deepspeed_chat, write_documents, write_prompts,
+                               write_tokenizer)
 from trainer.reward import RewardModel
 
-def ppo(toy: dict, out: Path, *flags: str, steps: int = 40) -> list[dict]:
-    return train("trainer.phase3_ppo", toy["shards"], out, "--actor_model_name_or_path", str(toy["actor"]),
-                 "--critic_model_name_or_path", str(toy["reward"]), "--max_steps", str(steps),
+
+def ppo(toy: dict, out: Path, *flags: str, steps: int = 40, actor: Path | None = None, critic: Path | None = None) -> list[dict]:
+    """A toy phase-3 run (the toy's actor and reward model unless `actor`, `critic`)."""
+    return train("trainer.phase3_ppo", toy["shards"], out, "--actor_model_name_or_path", str(actor or toy["actor"]),
+                 "--critic_model_name_or_path", str(critic or toy["reward"]), "--max_steps", str(steps),
                  "--per_device_generation_batch_size", "16", "--per_device_training_batch_size", "16", "--max_answer_seq_len", "4",
                  "--actor_learning_rate", "3e-3", "--critic_learning_rate", "3e-3", "--num_warmup_steps", "0",
                  "--lr_scheduler_type", "constant", *flags, model_flags=False)
@@ -176,3 +183,158 @@ def test_experience_is_reshuffled_between_ppo_epochs():
     assert orders[0] == list(range(8))  # collected order first
     assert all(sorted(o) == list(range(8)) for o in orders)  # every micro-batch once per epoch
     assert len({tuple(o) for o in orders[1:]}) > 1 and any(o != list(range(8)) for o in orders[1:])
+
+
+# -- the experience and the updates, in-process: plain modules standing in for DeepSpeed's engines --------------
+
+class Engine(torch.nn.Module):
+    """What make_experience and train_on use of a DeepSpeed engine, around a plain module: `module`, the
+    forward, `backward`, and DeepSpeed's gradient accumulation: `step()` updates the weights (SGD) on every
+    `accumulation`-th micro-step, which `is_gradient_accumulation_boundary()` tells before that step."""
+
+    def __init__(self, module: torch.nn.Module, accumulation: int = 1):
+        super().__init__()
+        self.module, self.accumulation, self.micro_steps, self.updates = module, accumulation, 0, 0
+        self.optimizer = torch.optim.SGD(module.parameters(), lr=0.1)
+
+    def forward(self, *args, **kwargs):
+        return self.module(*args, **kwargs)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        loss.backward()
+
+    def is_gradient_accumulation_boundary(self) -> bool:
+        return (self.micro_steps + 1) % self.accumulation == 0
+
+    def step(self) -> None:
+        if self.is_gradient_accumulation_boundary():
+            self.optimizer.step()
+            self.optimizer.zero_grad()
+            self.updates += 1
+        self.micro_steps += 1
+
+
+def toy_flags(toy: dict, tmp_path: Path, **values):
+    from trainer.phase3_ppo import PPOFlags
+
+    return PPOFlags(shards=toy["shards"], output_dir=tmp_path, actor_model_name_or_path=str(toy["actor"]),
+                    critic_model_name_or_path=str(toy["reward"]), **values)
+
+
+def toy_prompts(toy: dict, rows: int = 16) -> dict:
+    """The first `rows` phase-3 prompts, left-padded as the trainer batches them."""
+    from trainer.collate import PromptCollator
+    from trainer.shard_dataset import ShardDataset
+
+    prompts = ShardDataset(toy["shards"], 3, "train")
+    return PromptCollator(prompts.tokenizer.pad_or_eos)([prompts[i] for i in range(rows)])
+
+
+@pytest.mark.parametrize("temperature", [1.0, 2.0])
+def test_experience_log_probs_are_those_of_the_distribution_that_sampled(toy, tmp_path, monkeypatch, temperature):
+    """The actor's generation_config.json sets a repetition penalty and bans repeated bigrams, as chat
+    checkpoints ship them: the log-probs generate sampled each token with (log_softmax of its processed
+    scores) must still be the experience's, which PPO's ratio and KL use."""
+    from transformers import AutoModelForCausalLM
+
+    from dataprep.format import Manifest
+    from trainer import ppo as maths
+    from trainer.phase3_ppo import make_experience
+
+    checkpoint = with_generation_config(toy["actor"], tmp_path / "actor", repetition_penalty=1.2, no_repeat_ngram_size=2)
+    actor = AutoModelForCausalLM.from_pretrained(checkpoint)
+    assert actor.generation_config.repetition_penalty == 1.2  # generate would apply it by default
+    critic = RewardModel.from_pretrained(toy["reward"])
+    tokenizer = Manifest.read(toy["shards"]).tokenizer
+    flags = toy_flags(toy, tmp_path, max_answer_seq_len=8, temperature=temperature)
+
+    scores = []
+    generate = actor.generate
+
+    def generate_with_scores(*args, **kwargs):  # the trainer's own call, also keeping what each token was drawn from
+        out = generate(*args, output_scores=True, return_dict_in_generate=True, **kwargs)
+        scores.append(torch.stack(out.scores, dim=1))
+        return out.sequences
+
+    monkeypatch.setattr(actor, "generate", generate_with_scores)
+    batch = toy_prompts(toy)
+    torch.manual_seed(0)
+    exp, _, _ = make_experience(batch, Engine(actor), actor, critic, critic, flags, tokenizer)
+    answer = exp.seq[:, batch["prompt"].shape[1]:]
+    sampled = torch.log_softmax(scores[0].float(), dim=-1).gather(-1, answer.unsqueeze(-1)).squeeze(-1)
+    real = maths.answer_mask(answer, tokenizer.eos_id).bool()  # after EOS generate pads: no token was drawn there
+    assert real.sum() > 32
+    assert torch.allclose(sampled[real], exp.logprobs[real], atol=1e-5), (sampled[real] - exp.logprobs[real]).abs().max()
+
+
+def test_the_checkpoints_generation_config_is_ignored_and_named_once(toy, tmp_path):
+    from transformers import GenerationConfig
+
+    from dataprep.format import Manifest
+    from trainer.phase3_ppo import generation_config, ignored_generation_fields
+
+    tokenizer = Manifest.read(toy["shards"]).tokenizer
+    ours = generation_config(tokenizer, toy_flags(toy, tmp_path))
+    assert ignored_generation_fields(GenerationConfig.from_pretrained(toy["actor"]), ours) == {}  # ids and cache flags only
+    checkpoint = with_generation_config(toy["actor"], tmp_path / "actor", repetition_penalty=1.2, no_repeat_ngram_size=2)
+    ppo(toy, tmp_path / "run", steps=1, actor=checkpoint)
+    lines = [line for line in (tmp_path / "run" / "stdout.txt").read_text().splitlines() if "generation_config.json" in line]
+    assert lines == [f"trainer: phase 3 samples from the policy itself; ignoring {checkpoint}'s generation_config.json: "
+                     "repetition_penalty=1.2, no_repeat_ngram_size=2"], lines
+
+
+@pytest.mark.parametrize("role", ["actor", "critic"])
+def test_a_checkpoint_with_another_tokenizer_is_refused_before_its_weights_load(toy, tmp_path, role):
+    """The checkpoint's tokenizer differs from the shards' (one word renamed) and its weights are
+    unreadable: the refusal must come from the tokenizer check, before anything reads weights."""
+    checkpoint = tmp_path / role
+    shutil.copytree(toy["actor" if role == "actor" else "reward"], checkpoint)
+    tokenizer_json = checkpoint / "tokenizer.json"
+    tokenizer_json.write_text(tokenizer_json.read_text().replace('"w10"', '"w99"'))
+    (checkpoint / "model.safetensors").write_bytes(b"not weights")
+    models = {"actor": toy["actor"], "critic": toy["reward"], role: checkpoint}
+    proc = subprocess.run([sys.executable, "-m", "trainer.phase3_ppo", "--shards", str(toy["shards"]), "--output_dir", str(tmp_path / "run"),
+                           "--actor_model_name_or_path", str(models["actor"]), "--critic_model_name_or_path", str(models["critic"])],
+                          capture_output=True, text=True, env={**os.environ, "DS_ACCELERATOR": "cpu"})
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1].startswith("trainer: ") and f"{checkpoint} has another tokenizer" in proc.stderr
+
+
+def test_a_deepspeed_chat_reward_model_gives_the_same_run_as_ours(toy, tmp_path):
+    """The same weights as our phase-2 format and as DeepSpeed-Chat's step-2 state dict: sampled runs
+    with the same seed must see the same answers, hence the same rewards, step by step."""
+    theirs = write_deepspeed_chat(toy["reward"], tmp_path / "deepspeed-chat")
+    ours_rows = ppo(toy, tmp_path / "ours", steps=2)
+    theirs_rows = ppo(toy, tmp_path / "theirs", steps=2, critic=theirs)
+    assert [(r["reward"], r["answer_len"]) for r in theirs_rows] == [(r["reward"], r["answer_len"]) for r in ours_rows]
+
+
+@pytest.mark.parametrize("ptx", [False, True])
+def test_the_ema_follows_the_actors_optimizer_updates_not_its_micro_batches(toy, tmp_path, ptx):
+    """Gradient accumulation 2 over a round of 4 micro-batches: 2 actor updates (with PTX, each of 4
+    micro-steps: PPO and LM loss per micro-batch), so 2 EMA updates, each after its optimizer update."""
+    from transformers import AutoModelForCausalLM
+
+    from dataprep.format import Manifest
+    from trainer.collate import BlockCollator
+    from trainer.ema import EMA
+    from trainer.phase3_ppo import make_experience, micro_batches, train_on
+    from trainer.shard_dataset import ShardDataset
+
+    class CountingEMA(EMA):
+        def update(self, actor_module):
+            seen.append(actor.updates)
+            super().update(actor_module)
+
+    seen: list[int] = []
+    actor = Engine(AutoModelForCausalLM.from_pretrained(toy["actor"]), accumulation=2 * (2 if ptx else 1))
+    critic = Engine(RewardModel.from_pretrained(toy["reward"]), accumulation=2)
+    flags = toy_flags(toy, tmp_path, max_answer_seq_len=4, gradient_accumulation_steps=2)
+    torch.manual_seed(0)
+    exp, _, _ = make_experience(toy_prompts(toy), actor, actor.module, critic, critic.module, flags, Manifest.read(toy["shards"]).tokenizer)
+    blocks = ShardDataset(toy["shards"], "unsup")
+    unsup = [BlockCollator()([blocks[i] for i in range(16)])] if ptx else None
+    ema = CountingEMA(copy.deepcopy(actor.module))
+    for part in micro_batches([exp], unsup, 4):
+        train_on(*part, actor, critic, flags, ema)
+    assert actor.updates == 2 and seen == [1, 2], seen

@@ -90,3 +90,70 @@ def test_phase3_killed_and_resumed_ends_like_the_uninterrupted_run(toy, tmp_path
     whole, cut = metrics(tmp_path / "whole"), metrics(tmp_path / "cut")
     assert [r["step"] for r in cut] == [r["step"] for r in whole] == [2, 4, 6, 8]
     assert all(c == pytest.approx(w, rel=1e-6) for c, w in zip(cut, whole))
+
+
+# One DPO run, then each of these changes of its command in the same --output_dir: every one changes
+# what is trained, so every one must be refused, by name, with both values.
+CHANGED = [("--loss", "ipo"), ("--beta", "0.5"), ("--label_smoothing", "0.1"), ("--learning_rate", "1e-3"),
+           ("--per_device_train_batch_size", "4"), ("--gradient_accumulation_steps", "2"), ("--seed", "7"),
+           ("--lr_scheduler_type", "linear"), ("--num_warmup_steps", "1"), ("--max_steps", "5"), ("--num_train_epochs", "2"),
+           ("--weight_decay", "0.1"), ("--dropout", "0.1"), ("--packing",), ("--lora_dim", "2")]
+DPO = ("--per_device_train_batch_size", "8", "--max_steps", "2", "--eval_iters", "1", "--learning_rate", "5e-4", "--lora_module_name", "h.")
+
+
+def refusals(module: str, shards: Path, out: Path, commands: list[tuple[str, ...]]) -> list[tuple[int, str]]:
+    """(exit code, message) of `module` run with each command in OUT, all in one process (a refusal comes
+    before any model is built, so one start-up serves the whole table)."""
+    script = (
+        "import json, sys\n"
+        f"from {module} import main\n"
+        "out = []\n"
+        "for argv in json.loads(sys.argv[1]):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "        out.append([0, ''])\n"
+        "    except SystemExit as exc:\n"
+        "        out.append([1 if isinstance(exc.code, str) else exc.code, str(exc.code)])\n"
+        "print(json.dumps(out))\n"
+    )
+    argvs = [["--shards", str(shards), "--model_config", str(TINY), "--output_dir", str(out), "--dtype", "fp32", *c] for c in commands]
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env.update(DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-c", script, json.dumps(argvs)], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return [tuple(r) for r in json.loads(proc.stdout.strip().splitlines()[-1])]
+
+
+def test_a_finished_run_is_not_continued_by_another_command(sample_shards, tiny_checkpoint, tmp_path):
+    out = tmp_path / "dpo"
+    train("trainer.phase2_dpo", sample_shards, out, *DPO)
+    assert (out / "finished.json").is_file()
+    before = (out / "metrics.jsonl").read_text()
+    changed = [*CHANGED, ("--ref_model_name_or_path", str(tiny_checkpoint))]  # another reference: its fingerprint differs too
+    results = refusals("trainer.phase2_dpo", sample_shards, out, [DPO, *((*DPO, *change) for change in changed)])
+    assert results[0] == (0, "")  # the same command again: nothing to do, exit 0
+    for change, (code, message) in zip(changed, results[1:]):
+        assert code == 1 and "holds a finished run of another command" in message, (change, message)
+        assert f"{change[0]}: " in message and "there" in message and "here" in message, (change, message)
+        assert "\n" not in message
+    assert "reference: 'config sha256" in results[-1][1]
+    assert (out / "metrics.jsonl").read_text() == before  # nothing trained, nothing logged
+    again = run("trainer.phase2_dpo", sample_shards, out, *DPO)
+    assert again.returncode == 0 and "already holds this run, finished at step 2; nothing to do" in again.stdout
+
+
+def test_a_checkpoint_is_not_resumed_by_another_command(sample_shards, tmp_path):
+    """The issue's case: a DPO run dies; the next command in its directory is IPO at another beta, rate and
+    batch size. It is refused, each flag named; a reward-model run there is refused too (no traceback)."""
+    out = tmp_path / "dpo"
+    flags = (*DPO[:3], "4", *DPO[4:], "--save_steps", "1")
+    assert run("trainer.phase2_dpo", sample_shards, out, *flags, kill_at=2).returncode == -9
+    ipo = (*flags, "--loss", "ipo", "--beta", "0.5", "--learning_rate", "1e-3", "--per_device_train_batch_size", "4")
+    refused = run("trainer.phase2_dpo", sample_shards, out, *ipo)
+    assert refused.returncode == 1 and "belongs to another run" in refused.stderr, refused.stderr[-2000:]
+    for shown in ("--loss: 'sigmoid' there, 'ipo' here", "--beta: 0.1 there, 0.5 here", "--learning_rate: 0.0005 there, 0.001 here",
+                  "--per_device_train_batch_size: 8 there, 4 here"):
+        assert shown in refused.stderr
+    reward = run("trainer.phase2_reward", sample_shards, out, *flags[:-4], "--learning_rate", "5e-4")
+    assert reward.returncode == 1 and "script: 'phase2_dpo' there, 'phase2_reward' here" in reward.stderr, reward.stderr[-2000:]
+    assert "Traceback" not in refused.stderr + reward.stderr

@@ -94,18 +94,24 @@ def _gpt2_config():
     return GPT2Config(**TINY_CONFIG)
 
 
+def _save_deepspeed_chat(model: DeepSpeedChatRewardModel, path, weights: str = "pytorch_model.bin", leave_out: str | None = None) -> None:
+    """`model` as DeepSpeed-Chat's save_hf_format writes it: the backbone's config and one state dict;
+    `leave_out`: a weight that the state dict then lacks."""
+    model.rwtransformer.config.save_pretrained(path)
+    state = {k: v.contiguous() for k, v in model.state_dict().items() if k != leave_out}
+    if weights.endswith(".bin"):
+        torch.save(state, path / weights)
+    else:
+        from safetensors.torch import save_file
+
+        save_file(state, str(path / weights))
+
+
 @pytest.mark.parametrize("weights", ["pytorch_model.bin", "model.safetensors"])
 def test_a_deepspeed_chat_step2_checkpoint_gives_its_end_scores(tmp_path, weights):
     torch.manual_seed(0)
     theirs = DeepSpeedChatRewardModel(_gpt2_config(), pad_id=1).eval()
-    theirs.rwtransformer.config.save_pretrained(tmp_path)
-    state = {k: v.contiguous() for k, v in theirs.state_dict().items()}
-    if weights.endswith(".bin"):
-        torch.save(state, tmp_path / weights)
-    else:
-        from safetensors.torch import save_file
-
-        save_file(state, str(tmp_path / weights))
+    _save_deepspeed_chat(theirs, tmp_path, weights)
     ours = RewardModel.from_pretrained(tmp_path).eval()
     # prompt (4 tokens) + answer, right-padded with pad id 1: the phase-3 layout without left padding
     ids = torch.tensor([[5, 6, 7, 8, 20, 21, 22, 1, 1], [9, 10, 11, 12, 30, 31, 32, 33, 34]])
@@ -114,6 +120,30 @@ def test_a_deepspeed_chat_step2_checkpoint_gives_its_end_scores(tmp_path, weight
         expected = theirs.end_scores(ids, mask, prompt_length=4)
         got = end_scores(ours(ids, mask), mask)
     assert torch.allclose(got, expected, atol=1e-6), (got, expected)
+
+
+def test_a_deepspeed_chat_checkpoint_loads_without_a_random_init(tmp_path):
+    """Loading the same weights in either format draws the same from the global RNG (the value head's
+    init alone, which both build): a random init of the backbone first would change what a seeded run
+    samples afterwards, and costs minutes at 1.3B."""
+    torch.manual_seed(0)
+    theirs = DeepSpeedChatRewardModel(_gpt2_config(), pad_id=1)
+    _save_deepspeed_chat(theirs, tmp_path / "theirs")
+    RewardModel.from_pretrained(tmp_path / "theirs").save_pretrained(tmp_path / "ours")
+
+    def rng_after_loading(path) -> torch.Tensor:
+        torch.manual_seed(1)
+        model = RewardModel.from_pretrained(path)
+        assert torch.equal(model.v_head.weight, theirs.v_head.weight)
+        return torch.random.get_rng_state()
+
+    assert torch.equal(rng_after_loading(tmp_path / "theirs"), rng_after_loading(tmp_path / "ours"))
+
+
+def test_a_deepspeed_chat_state_dict_without_every_backbone_weight_is_refused(tmp_path):
+    _save_deepspeed_chat(DeepSpeedChatRewardModel(_gpt2_config(), pad_id=1), tmp_path, leave_out="rwtransformer.h.1.mlp.c_fc.weight")
+    with pytest.raises(SystemExit, match=r"lacks 1 backbone weights \(h.1.mlp.c_fc.weight...\)"):
+        RewardModel.from_pretrained(tmp_path)
 
 
 def test_a_checkpoint_without_a_value_head_is_refused(tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 from pathlib import Path
 
 import torch
@@ -72,6 +73,32 @@ def token_reward_model(actor, tokenizer: TokenizerInfo, favoured: int) -> tuple[
         model.v_head.weight.copy_((TOP_SCORE * hidden[favoured] / hidden[favoured].norm() ** 2).unsqueeze(0))
         scores = hidden @ model.v_head.weight[0]
     return model, scores
+
+
+def with_generation_config(checkpoint: Path, out: Path, **fields) -> Path:
+    """A copy of `checkpoint` whose generation_config.json also sets `fields` (a chat model's
+    repetition_penalty, say), which `model.generate` would apply by default."""
+    shutil.copytree(checkpoint, out)
+    path = out / "generation_config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **fields}))
+    return out
+
+
+def write_deepspeed_chat(reward: Path, out: Path) -> Path:
+    """The reward model at `reward` (our format) as DeepSpeed-Chat's step 2 saves it: the backbone's
+    config.json and one state dict of `rwtransformer.*` and `v_head.weight` (pytorch_model.bin), with
+    the tokenizer beside them."""
+    from trainer.reward import DS_CHAT_PREFIX
+
+    model = RewardModel.from_pretrained(reward)
+    out.mkdir(parents=True)
+    model.config.save_pretrained(out)
+    state = {(DS_CHAT_PREFIX + name.removeprefix("backbone.") if name.startswith("backbone.") else name): tensor
+             for name, tensor in model.state_dict().items()}
+    torch.save(state, out / "pytorch_model.bin")
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(reward / name, out / name)
+    return out
 
 
 def build(root: Path) -> dict:

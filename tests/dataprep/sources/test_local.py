@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from dataprep.errors import DataprepError
@@ -98,3 +100,14 @@ def test_strict_names_the_row_and_field(tmp_path):
     write_parquet(tmp_path / "data" / "train.parquet", [{"INSTRUCTION": "a", "RESPONSE": "b"}, {"INSTRUCTION": "c", "RESPONSE": None}])
     with pytest.raises(DataprepError, match=r"train.parquet: row 1: field 'RESPONSE' is missing or null \(--strict\)"):
         read("zhihu-kol", tmp_path, strict=True)
+
+
+def test_an_empty_csv_cell_is_null_as_in_jsonl(tmp_path):
+    """An empty rejected cell makes the row SFT-only, as a null rejected does in jsonl."""
+    (tmp_path / "pairs.csv").write_text('prompt,chosen,rejected\nQ1,A1,B1\nQ2,A2,\nQ3,A3,""\n')
+    rows = [{"prompt": "Q1", "chosen": "A1", "rejected": "B1"}, {"prompt": "Q2", "chosen": "A2", "rejected": None},
+            {"prompt": "Q3", "chosen": "A3", "rejected": None}]
+    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    csv, jsonl = _rows(tmp_path / "pairs.csv"), _rows(tmp_path / "pairs.jsonl")
+    assert csv == jsonl and [(r["rejected"], r["drop_reason"]) for r in csv[1]] == [(" B1", None), (None, None), (None, None)]
+

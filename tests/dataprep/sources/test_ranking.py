@@ -114,11 +114,24 @@ def test_a_ranking_score_that_is_not_a_number_is_an_error(tmp_path):
         _rows(mixed)
 
 
-@pytest.mark.parametrize("extra", [{}, {"ranks": [1, 2], "scores": [2.0, 1.0]}])
-def test_a_responses_list_needs_exactly_one_order(tmp_path, extra):
-    path = write_jsonl(tmp_path / "ranked.jsonl", [{"prompt": "Q?", "responses": ["x", "y"], **extra}])
-    with pytest.raises(DataprepError, match=r"ranked.jsonl: a 'responses' list needs exactly one of 'ranks' or 'scores'"):
+def test_a_responses_list_needs_exactly_one_order(tmp_path):
+    path = write_jsonl(tmp_path / "ranked.jsonl", [{"prompt": "Q?", "responses": ["x", "y"]}])
+    with pytest.raises(DataprepError, match=r"ranked.jsonl: a 'responses' list needs exactly one of 'ranks' or 'scores' beside it"):
         _rows(path)
+
+
+@pytest.mark.parametrize("write, suffix", [(write_jsonl, ".jsonl"), (write_parquet, ".parquet")])
+def test_each_row_of_a_ranking_is_checked_not_only_the_first(tmp_path, write, suffix):
+    """The layout comes from the columns: a first row with null responses or a null order is a counted
+    drop, and any row giving both ranks and scores is an error naming it."""
+    good = [{"prompt": f"Q{i}?", "responses": ["x", "y"], "ranks": [2, 1], "scores": None} for i in range(3)]
+    nulls = [{"prompt": "A?", "responses": None, "ranks": None, "scores": None}, {"prompt": "B?", "responses": ["x", "y"], "ranks": None, "scores": None}]
+    name, rows = _rows(write(tmp_path / f"ranked{suffix}", nulls + good + [{**good[0], "scores": [1.0, 2.0], "ranks": None}]))
+    assert name == "ranking" and [r["drop_reason"] for r in rows] == ["missing_field"] * 2 + [None] * 4
+    assert [r["chosen_score"] for r in rows[2:]] == [None] * 3 + [2.0]
+    both = write(tmp_path / f"both{suffix}", nulls + good + [{**good[0], "scores": [1.0, 2.0]}])
+    with pytest.raises(DataprepError, match=r"both\.[a-z]+: row 5: field 'ranks' and 'scores' are both given: a 'responses' list needs exactly one"):
+        _rows(both)
 
 
 def test_ultrafeedback_raw_reads_parquet_and_counts_bad_completions(tmp_path):

@@ -4,7 +4,7 @@ from the command line travels in the one `Inputs` value this returns."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -108,7 +108,8 @@ def _check(opts: PrepareOptions) -> Split:
 
 
 def _resolve_all(names: list[str], opts: PrepareOptions) -> list[Input]:
-    """--data datasets, then --sft-only-data ones; two with the same base name get distinct table names."""
+    """--data datasets, then --sft-only-data ones; two with the same base name get distinct table names
+    and source labels."""
     resolved, seen = [], set()
     for spec, role in [(n, "data") for n in names] + [(n, "sft_only") for n in opts.sft_only_data]:
         d = resolve(spec, opts.data_dir, opts.revision)
@@ -116,8 +117,17 @@ def _resolve_all(names: list[str], opts: PrepareOptions) -> list[Input]:
         while name in seen:
             name, n = f"{d.name}-{n}", n + 1
         seen.add(name)
-        resolved.append(_hashed(Dataset(name, d.files, d.origin, d.revision, d.adapter), role))
+        files = d.files if name == d.name else tuple(replace(f, source=_renamed(f.source, d.name, name)) for f in d.files)
+        resolved.append(_hashed(Dataset(name, files, d.origin, d.revision, d.adapter), role))
     return resolved
+
+
+def _renamed(source: str, old: str, new: str) -> str:
+    """A source label under a dataset's new name (two datasets named alike), so that no two datasets'
+    files share a label: (source, row_id) names one row of one file."""
+    if source == old or source.startswith(old + "/"):
+        return new + source[len(old):]
+    return f"{new}/{source}"
 
 
 def _local_dataset(flag: str, path: str) -> Dataset:
@@ -127,7 +137,7 @@ def _local_dataset(flag: str, path: str) -> Dataset:
         raise DataprepError(f"{flag} {path}: no such file or directory")
     if where.is_file() and not readers.is_supported(where):
         raise DataprepError(f"{flag} {path}: unsupported file type; use one of {', '.join(readers.SUFFIXES)}")
-    if where.is_dir() and not any(p.is_file() and readers.is_supported(p) for p in where.rglob("*")):
+    if where.is_dir() and not readers.data_files(where):
         raise DataprepError(f"{flag} {path}: no {', '.join(readers.SUFFIXES)} files in this directory")
     return local.resolve(where)
 

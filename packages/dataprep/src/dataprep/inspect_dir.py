@@ -3,7 +3,8 @@
   rows, token lengths   the shards, through polars over the memory-mapped buffers (PhaseView.lazy):
                         lengths come from the list offsets; no token list becomes a Python object
   truncation            the shards too: prepare appends EOS and then cuts at --max-seq-len, so a row
-                        that was cut holds exactly the limit and does not end in EOS
+                        that was cut holds exactly the limit and does not end in EOS (prepare counts
+                        the same way: a row cut right after a literal EOS in its text is whole to both)
   drops by reason       dropped/, grouped by phase, side and reason
   prompt overlap        normalized/: distinct prompts (or adapter groups) in two phases, or on both sides
 

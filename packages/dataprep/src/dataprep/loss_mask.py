@@ -8,7 +8,8 @@ A row's text is prompt + answer. Its assistant spans, in characters:
   * the final answer, whole (its EOS, appended after the text, is marked by phases.py).
 A token is marked when its characters overlap a span: a token straddling a span's edge trains on its
 turn (that is how prompt_len already counts a token straddling the prompt's end). Zero-width tokens
-(BOS and other specials the tokenizer adds) are never marked.
+(BOS and other specials the tokenizer adds) are never marked; the byte pieces that spell one character
+all have its extent (tokenizer.py), so they are marked together.
 
 Stage 4 of prepare (tokenize), for phases.py.
 """
@@ -42,9 +43,9 @@ def row_spans(prompt: str, answer: str, recorded: list[int] | None) -> np.ndarra
     return np.asarray(turns + [len(prompt), len(prompt) + len(answer)], dtype=np.int64).reshape(-1, 2)
 
 
-def token_mask(offsets: list[tuple[int, int]], spans: np.ndarray) -> np.ndarray:
+def token_mask(offsets: list[tuple[int, int]] | np.ndarray, spans: np.ndarray) -> np.ndarray:
     """uint8 per token: 1 where its [start, end) characters overlap one of `spans` (sorted, disjoint)."""
-    if not offsets:
+    if len(offsets) == 0:
         return np.zeros(0, np.uint8)
     bounds = np.asarray(offsets, dtype=np.int64)
     start, end = bounds[:, 0], bounds[:, 1]

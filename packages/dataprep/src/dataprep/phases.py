@@ -44,7 +44,7 @@ TRIM_EVERY = 4  # chunks between returns of freed heap memory to the system (mem
 @dataclass
 class Encoded:
     """Tokenized rows of one phase part: `table` holds the kept rows; `dropped` maps a row's position in
-    the input to its reason; `truncated` counts kept rows cut at --max-seq-len."""
+    the input to its reason; `truncated` counts kept rows cut at --max-seq-len (_finish)."""
 
     table: pa.Table
     dropped: dict[int, str] = field(default_factory=dict)
@@ -127,8 +127,13 @@ def encode_phase(
 
 
 def _finish(ids: list[int], eos_id: int, max_len: int) -> tuple[list[int], bool]:
+    """The row's ids with EOS, cut at max_len, and whether it counts as truncated: cut and not ending in
+    EOS. A row cut right after a literal EOS in its text ends like a whole row, and its shard cannot
+    tell them apart; it counts as whole here (the manifest), as in `inspect` (inspect_dir.py)."""
     ids = ids + [eos_id]
-    return (ids[:max_len], True) if len(ids) > max_len else (ids, False)
+    if len(ids) <= max_len:
+        return ids, False
+    return ids[:max_len], ids[max_len - 1] != eos_id
 
 
 def _token_array(rows: list, ids: pa.DataType) -> pa.Array:

@@ -9,7 +9,8 @@ Per row the pool also keeps a 64-bit group key (the `group` column, else the pro
 dataset's rows are pairs, several per prompt (sources/ranking.py): the pool marks all but the first
 kept pair of each prompt, which phases 1 and 3 leave out. The screen stage (screen.py) then marks the
 rows it drops (`Screened`); they too keep their index, and every read (`take`) returns them with their
-screen reason, as if they had been dropped while parsing.
+screen reason, as if they had been dropped while parsing. A prompt's first kept pair is then its first
+pair the screen kept too, so a screened first pair hands phases 1 and 3 to the next one.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ class Pool:
     keys: np.ndarray  # uint64 group key per row (group_keys)
     parsed: np.ndarray  # bool per row: kept while parsing
     batch_starts: np.ndarray  # first row of each record batch of the file, then the row count
-    later: np.ndarray  # bool per row: a kept pair of a ranked prompt after its first (phases 1 and 3 skip it)
+    later: np.ndarray  # bool per row: a usable pair of a ranked prompt after its first usable one (phases 1 and 3 skip it)
     screened: Screened | None = None  # rows the screen stage drops (screen.py)
 
     @property
@@ -91,8 +92,9 @@ class Pool:
         return self.parsed if self.screened is None else self.parsed & (self.screened.code < 0)
 
     def with_screen(self, screened: Screened) -> "Pool":
-        """This pool with the screen's verdicts."""
-        return dataclasses.replace(self, screened=screened)
+        """This pool with the screen's verdicts, and a ranked prompt's first pair the first the screen kept."""
+        usable = self.parsed & (screened.code < 0)
+        return dataclasses.replace(self, screened=screened, later=later_pairs(self.keys, usable) if self.ranked else self.later)
 
     def side_rows(self) -> dict[str, np.ndarray]:
         """Side -> its rows' positions in file order, for the sides that have rows (in order of first
@@ -155,7 +157,7 @@ def normalize(dataset: Dataset, staging: Path, options: AdapterOptions, progress
             n = canonical.num_rows
             for reason, count in count_reasons(canonical.column("drop_reason")).items():
                 dropped[reason] = dropped.get(reason, 0) + count
-            meta = pa.table({"row_id": pa.array(np.arange(rows, rows + n, dtype=np.int64)), "source": pa.array([file.source] * n, pa.string())})
+            meta = pa.table({"row_id": pa.array(batch.row_ids, pa.int64()), "source": pa.array([file.source] * n, pa.string())})
             writer.write(pa.Table.from_arrays(meta.columns + canonical.columns, schema=POOL_SCHEMA))
             keys.append(group_keys(canonical, file.source, rows))
             parsed.append(pc.is_null(canonical.column("drop_reason")).to_numpy(zero_copy_only=False))

@@ -2,7 +2,7 @@
 
 Supported: .jsonl / .jsonl.gz (JSON Lines), .json / .json.gz (a JSON array of objects, or JSON Lines),
 .parquet, .csv. Files are read in batches, so memory does not grow with the file (a JSON array is the
-exception: it is one JSON value and is parsed whole).
+exception: it is one JSON value and is parsed whole). An empty CSV cell is null.
 
 JSON Lines go through pyarrow's streaming reader. When it rejects a block, a Python pass takes over
 from the first row not yet delivered and finds out why: a syntax error or bad UTF-8 on line k is
@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import zlib
 from itertools import islice
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
@@ -41,6 +43,18 @@ def is_supported(path: Path) -> bool:
     return path.name.endswith(SUFFIXES)
 
 
+def data_files(root: Path) -> list[Path]:
+    """The supported files under the directory `root`, sorted by path, without hidden ones: a file or
+    folder under `root` whose name starts with a dot (.ipynb_checkpoints/, .git/, .~lock files) holds
+    an editor's or a tool's copies, not data. Read as data, a stale copy would sort first and become
+    the first copy of every row it repeats."""
+    found = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]  # not walked at all
+        found += [Path(folder, f) for f in files if not f.startswith(".") and f.endswith(SUFFIXES)]
+    return sorted(p for p in found if p.is_file())
+
+
 def read_table(path: Path, string_fields: tuple[str, ...] = (), strict: bool = False) -> pa.Table:
     """The whole file as one table (for small files and tests); see `iter_tables`."""
     return pa.concat_tables(list(iter_tables(path, string_fields, strict)), promote_options="permissive")
@@ -56,7 +70,7 @@ def iter_tables(path: Path, string_fields: tuple[str, ...] = (), strict: bool = 
             source = _validated(pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS))
         elif name.endswith(".csv"):
             convert = pacsv.ConvertOptions(column_types={f: pa.string() for f in string_fields})
-            source = _validated(pacsv.open_csv(path, convert_options=convert))
+            source = map(_empty_cells_as_null, _validated(pacsv.open_csv(path, convert_options=convert)))
         elif name.endswith((".json", ".json.gz")) and _starts_with_bracket(path):
             source = _batched(_json_array(path), string_fields, strict)
         elif name.endswith((".jsonl", ".jsonl.gz", ".json", ".json.gz")):
@@ -83,6 +97,17 @@ def _validated(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.Table]:
         table = pa.Table.from_batches([batch])
         table.validate(full=True)
         yield table
+
+
+def _empty_cells_as_null(table: pa.Table) -> pa.Table:
+    """CSV has no null: an empty cell is how a CSV file writes one (pandas' to_csv does), so a text
+    column's empty cells read as null, as a jsonl null (a null `rejected` makes a row SFT-only, while
+    "" would drop it as empty_response). Empty cells of other columns are null already."""
+    for i, field in enumerate(table.schema):
+        if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
+            column = table.column(i)
+            table = table.set_column(i, field, pc.if_else(pc.equal(column, ""), pa.scalar(None, field.type), column))
+    return table
 
 
 class _Counter:
@@ -143,21 +168,22 @@ def _starts_with_bracket(path: Path) -> bool:
     return head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"[")
 
 
-def first_row(path: Path) -> dict:
-    """The first row as Python values, to tell a file's layout before reading it (e.g. whether
-    `chosen` holds text or a message list); {} when it cannot be read: the full pass says why."""
-    name = path.name
+def column_types(path: Path) -> dict[str, pa.DataType]:
+    """Each column's type, to tell a file's layout before reading it (whether `chosen` holds text or
+    message lists, whether there is a `responses` list): a parquet file's schema, else its first
+    batch's (a JSON block: a column null in its first rows and lists later is a list column). {} when
+    the file cannot be read (the full pass says why), and for CSV, which holds text only."""
     try:
-        if name.endswith(".parquet"):
-            batch = next(pq.ParquetFile(path).iter_batches(batch_size=1), None)
-            return batch.to_pylist()[0] if batch is not None and batch.num_rows else {}
-        if name.endswith((".json", ".json.gz", ".jsonl", ".jsonl.gz")):
-            rows = _json_array(path) if name.endswith((".json", ".json.gz")) and _starts_with_bracket(path) else _json_lines(path)
-            row = next((obj for _, obj in rows), None)
-            return row if isinstance(row, dict) else {}
-    except (DataprepError, OSError, EOFError, zlib.error, pa.ArrowException, ValueError):  # UnicodeDecodeError is a ValueError
-        pass
-    return {}  # CSV holds text only
+        if path.name.endswith(".parquet"):
+            return {f.name: f.type for f in pq.ParquetFile(path).schema_arrow}
+        if path.name.endswith(".csv"):
+            return {}
+        tables = iter_tables(path)
+        first = next(tables)
+        tables.close()
+    except (DataprepError, StopIteration, OSError, EOFError, zlib.error, pa.ArrowException, ValueError):  # UnicodeDecodeError is a ValueError
+        return {}
+    return {f.name: f.type for f in first.schema if f.name != INVALID}
 
 
 def _json_lines_tables(path: Path, string_fields: tuple[str, ...], strict: bool) -> Iterator[pa.Table]:

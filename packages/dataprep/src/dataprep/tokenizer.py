@@ -16,8 +16,11 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
+
+import numpy as np
 
 from dataprep.errors import DataprepError
 
@@ -38,12 +41,15 @@ _HF_FILES = (
     "sentencepiece.bpe.model",
     "chat_template.jinja",
 )
+# The record, beside a tokenizer converted from a SentencePiece model, that the two give the same ids:
+# {"model": file name, "model_sha256": ..., "tokenizer_sha256": sha256 of the converted tokenizer's definition}.
+SENTENCEPIECE_SOURCE = "sentencepiece_source.json"
 # End-of-text tokens we recognise in a bare tokenizer.json that has no config beside it.
 _EOS_CANDIDATES = ("<|endoftext|>", "</s>", "<eos>", "<|end_of_text|>", "<|eot_id|>", "<|im_end|>", "[SEP]")
 
 Encoded = tuple[list[list[int]], list[int]]
-# Encoded, plus each token's (start, end) character offsets in prefix + suffix.
-WithOffsets = tuple[list[list[int]], list[int], list[list[tuple[int, int]]]]
+# Encoded, plus each token's (start, end) character offsets in prefix + suffix (a list of pairs or an [n, 2] array).
+WithOffsets = tuple[list[list[int]], list[int], list]
 
 
 @dataclass
@@ -106,7 +112,7 @@ def load_tokenizer(spec: str, eos_token: str | None = None, workers: int | None 
     if path.is_file() and path.name.endswith(".model"):
         return _from_sentencepiece(spec, path, eos_token, workers)
     if path.is_dir():
-        return _from_hf_dir(spec, path, eos_token, revision=None)
+        return _from_hf_dir(spec, path, eos_token, revision=None, workers=workers)
     if path.exists() or spec.endswith((".json", ".model")) or spec.startswith((".", "/", "~")):
         raise DataprepError(
             f"--tokenizer {spec}: not found or not a tokenizer.json, SentencePiece .model or tokenizer directory"
@@ -242,12 +248,16 @@ def _junction_safe(tok) -> bool:
 
 
 def _prefix_tokens(prefix_end: int, offsets, special_mask) -> int:
-    """Leading tokens that are special or end inside the prefix (the offsets-based definition)."""
+    """Leading tokens that are special or end inside the prefix (the offsets-based definition). Zero-width
+    tokens just before the first token past the prefix, at its start, spell its character with it
+    (SentencePiece's byte pieces, see _piece_offsets): they start the suffix too."""
     count = 0
     for (_, end), special in zip(offsets, special_mask):
         if not special and end > prefix_end:
             break
         count += 1
+    while 0 < count < len(offsets) and not special_mask[count - 1] and offsets[count - 1][0] == offsets[count - 1][1] == offsets[count][0]:
+        count -= 1
     return count
 
 
@@ -343,7 +353,7 @@ def _from_hub(spec: str, eos_token: str | None) -> Tokenizer:
     return _from_hf_dir(spec, local, eos_token, revision=local.name)
 
 
-def _from_hf_dir(spec: str, path: Path, eos_token: str | None, revision: str | None) -> Tokenizer:
+def _from_hf_dir(spec: str, path: Path, eos_token: str | None, revision: str | None, workers: int | None = None) -> Tokenizer:
     from transformers import AutoTokenizer
 
     files = sorted(p for p in path.iterdir() if p.name in _HF_FILES or p.suffix == ".model")
@@ -358,6 +368,10 @@ def _from_hf_dir(spec: str, path: Path, eos_token: str | None, revision: str | N
     if hf.eos_token_id is None:
         raise DataprepError(f"--tokenizer {spec}: it defines no eos_token; pass --eos-token TOKEN")
     backend = getattr(hf, "backend_tokenizer", None)
+    definition = _rust_definition(backend.to_str()) if backend is not None else b"".join(p.name.encode() + b"\0" + p.read_bytes() for p in files)
+    source = _converted_from(path, definition)
+    if source is not None:  # read as the SentencePiece model it was checked against: the same ids and fingerprint
+        return _from_sentencepiece(spec, source, eos_token or hf.eos_token, workers)
     if backend is not None:
         # Fast tokenizers: the Rust backend gives the same ids as hf(text) and char offsets.
         encode, encode_with_prefix, encode_joined, decode, encode_with_offsets = _tokenizers_codec(backend)
@@ -373,7 +387,7 @@ def _from_hf_dir(spec: str, path: Path, eos_token: str | None, revision: str | N
         pad_id=hf.pad_token_id,
         vocab_size=len(hf),
         revision=revision,
-        definition=_rust_definition(backend.to_str()) if backend is not None else b"".join(p.name.encode() + b"\0" + p.read_bytes() for p in files),
+        definition=definition,
         encode=encode,
         encode_with_prefix=encode_with_prefix,
         encode_joined=encode_joined,
@@ -382,6 +396,20 @@ def _from_hf_dir(spec: str, path: Path, eos_token: str | None, revision: str | N
         chat_template=_pick_template(getattr(hf, "chat_template", None), path / "chat_template.jinja"),
         special_tokens={name: getattr(hf, name) for name in ("bos_token", "eos_token") if isinstance(getattr(hf, name, None), str)},
     )
+
+
+def _converted_from(path: Path, definition: bytes) -> Path | None:
+    """The SentencePiece model that a directory's tokenizer was converted from and checked against, as its
+    SENTENCEPIECE_SOURCE record names it (a trainer checkpoint of SentencePiece shards writes one), while
+    the record still holds: the model file, and the tokenizer AutoTokenizer builds here, are those it
+    was checked with. Else None: the directory is read as any other."""
+    record = _read_config(path / SENTENCEPIECE_SOURCE)
+    if not isinstance(record, dict) or not isinstance(record.get("model"), str):
+        return None
+    model = path / Path(record["model"]).name
+    if not model.is_file() or hashlib.sha256(model.read_bytes()).hexdigest() != record.get("model_sha256"):
+        return None
+    return model if hashlib.sha256(definition).hexdigest() == record.get("tokenizer_sha256") else None
 
 
 def _slow_hf_codec(hf) -> tuple[Callable, Callable, Callable]:
@@ -432,17 +460,18 @@ def _from_sentencepiece(spec: str, path: Path, eos_token: str | None, workers: i
     def encode(texts: list[str]) -> list[list[int]]:
         return [head + ids for ids in sp.encode(texts, out_type=int, num_threads=threads)]
 
-    def encode_with_offsets(prefixes: list[str], suffixes: list[str]) -> WithOffsets:
-        mapped = sp.encode([p + s for p, s in zip(prefixes, suffixes)], return_type="offset_mapping", num_threads=threads)
-        ids, prefix_lens, offsets = [], [], []
-        for prefix, m in zip(prefixes, mapped):  # offsets are character offsets into the input
-            ids.append(head + m["ids"])
-            offsets.append([(0, 0)] * len(head) + list(m["offsets"]))
-            prefix_lens.append(len(head) + _prefix_tokens(len(prefix), m["offsets"], [0] * len(m["ids"])))
-        return ids, prefix_lens, offsets
+    def mapped(prefixes: list[str], suffixes: list[str]) -> tuple[list[dict], Encoded]:
+        pieces = sp.encode([p + s for p, s in zip(prefixes, suffixes)], return_type="offset_mapping", num_threads=threads)
+        # Offsets are character offsets into the input; the head (BOS) is before it.
+        prefix_lens = [len(head) + _prefix_tokens(len(p), m["offsets"], [0] * len(m["ids"])) for p, m in zip(prefixes, pieces)]
+        return pieces, ([head + m["ids"] for m in pieces], prefix_lens)
 
     def encode_with_prefix(prefixes: list[str], suffixes: list[str]) -> Encoded:
-        return encode_with_offsets(prefixes, suffixes)[:2]
+        return mapped(prefixes, suffixes)[1]
+
+    def encode_with_offsets(prefixes: list[str], suffixes: list[str]) -> WithOffsets:
+        pieces, (ids, prefix_lens) = mapped(prefixes, suffixes)
+        return ids, prefix_lens, _piece_offsets(pieces, len(head))
 
     return Tokenizer(
         spec=spec,
@@ -460,3 +489,29 @@ def _from_sentencepiece(spec: str, path: Path, eos_token: str | None, workers: i
         decode=lambda ids: sp.decode([i for i in ids]),
         encode_with_offsets=encode_with_offsets,
     )
+
+
+def _piece_offsets(pieces: list[dict], head: int) -> list[np.ndarray]:
+    """Each row's (start, end) character offsets as an [n, 2] array, its `head` special tokens first at
+    (0, 0), every piece covering the character it spells. One numpy pass over the batch.
+
+    SentencePiece spells a character outside its vocabulary as byte pieces (byte fallback) and gives
+    all but the last zero width: "北" at 11 is <0xE5>(11,11) <0x8C>(11,11) <0x97>(11,12). A zero-width
+    piece takes the extent of the next piece with a width when that one starts at the same character,
+    so the loss mask marks the three with their character (_prefix_tokens applies the same rule at the
+    prompt's end)."""
+    if not pieces:
+        return []
+    counts = np.fromiter((head + len(m["ids"]) for m in pieces), np.int64, len(pieces))
+    heads = [(0, 0)] * head
+    flat = np.fromiter(chain.from_iterable(chain.from_iterable(chain(heads, m["offsets"]) for m in pieces)), np.int64,
+                       2 * int(counts.sum())).reshape(-1, 2)
+    start, end = flat[:, 0], flat[:, 1]  # views: widening `end` widens `flat`
+    row, first = np.repeat(np.arange(len(pieces)), counts), np.cumsum(counts) - counts
+    zero, wide = np.flatnonzero(start == end), np.flatnonzero(start < end)
+    zero = zero[zero - first[row[zero]] >= head]  # the head's specials keep zero width
+    following = np.searchsorted(wide, zero)  # the first piece with a width after each zero-width one
+    zero, following = zero[following < wide.size], wide[following[following < wide.size]]
+    same = (row[following] == row[zero]) & (start[following] == start[zero])
+    end[zero[same]] = end[following[same]]
+    return np.split(flat, first[1:])

@@ -72,6 +72,11 @@ class PairCollator:
         return {**batch, **pair_extras(rows)}
 
 
+def pair_count(batch: dict) -> int:
+    """The pairs of a collated batch, padded (PairCollator: 2B rows) or packed (2B rows in its packs)."""
+    return len(batch["prompt_len"]) // 2
+
+
 def pair_extras(rows: list[dict]) -> dict[str, torch.Tensor]:
     """What pairs carry beside their tokens, padded or packed alike: each pair's score `margin`
     (chosen_score - rejected_score, NaN without scores) and, for DPO with cached reference log-probs,

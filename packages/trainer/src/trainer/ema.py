@@ -1,5 +1,7 @@
 """Exponential moving average of the actor's weights (`--enable_ema`), as DeepSpeed-Chat keeps it:
-after every actor update, ema <- beta * ema + (1 - beta) * param, beta = 0.992, in fp32.
+after every actor update, ema <- beta * ema + (1 - beta) * param, beta = 0.992, in fp32. An update is
+an optimizer step, once per --gradient_accumulation_steps micro-batches (phase 3's train_on asks the
+engine), so the decay per update, and the EMA's horizon, do not depend on the accumulation.
 
 At ZeRO stages 0-2 the copy is a whole module beside the engine, like the actor's own weights. Under
 ZeRO-3 it is partitioned like the actor (the caller builds it under models.partitioned): each rank
@@ -19,6 +21,7 @@ class EMA:
 
     @torch.no_grad()
     def update(self, actor: torch.nn.Module) -> None:
+        """Once per optimizer step of the actor, after it."""
         for ema, param in zip(self.slices(), _slices(actor, self.partitioned)):
             ema.lerp_(param.to(ema.dtype), 1.0 - self.beta)
 

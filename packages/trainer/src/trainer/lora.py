@@ -8,7 +8,9 @@ forward and its parameter names apart from the LoRA layers' own. What follows De
 - the update is scaled by 1/dim (lora_alpha 1), A is Kaiming-uniform and B zero, so training starts
   from the model itself;
 - those layers' weights are frozen; the rest trains unless `only_optimize`, which leaves the LoRA
-  weights alone trainable (and the reward head, which DeepSpeed-Chat's step 2 also keeps).
+  weights alone trainable (and the reward head, which DeepSpeed-Chat's step 2 also keeps);
+- a layer whose weight is tied to another module's (an LM head tied to the embeddings) is refused:
+  its merged update would change the other module too.
 Checkpoints are plain Hugging Face models: `merge` folds the LoRA update into each weight (peft's own
 merge) and takes the LoRA layers out before saving.
 """
@@ -41,8 +43,8 @@ HEADS = ("v_head.",)
 
 
 def add(model: nn.Module, spec: LoraSpec) -> nn.Module:
-    """`model` with LoRA layers (in place). A `module_name` that matches no linear layer is refused
-    with one line listing the model's linear layers."""
+    """`model` with LoRA layers (in place). A `module_name` that matches no linear layer, or a layer
+    whose weight is tied to another module's, is refused with one line."""
     if spec.dim <= 0:
         return model
     from peft import LoraConfig, inject_adapter_in_model
@@ -57,19 +59,47 @@ def add(model: nn.Module, spec: LoraSpec) -> nn.Module:
     if any(conv1d) and not all(conv1d):
         raise SystemExit(f"trainer: --lora_module_name {spec.module_name!r} matches both Linear and Conv1D layers; peft needs one "
                          "kind per model, so name a part of the model that has one kind")
+    _refuse_tied(model, targets, spec.module_name)
     # Exact names: peft matches a target against the end of each module's name.
     config = LoraConfig(r=spec.dim, lora_alpha=1, target_modules=targets, fan_in_fan_out=all(conv1d), lora_dropout=0.0)
     model = inject_adapter_in_model(config, model)
-    frozen = {f"{name}.base_layer.weight" for name in targets}
-    for name, param in model.named_parameters():
-        if spec.only_optimize:
-            param.requires_grad_(is_lora(name) or name.startswith(HEADS))
-        else:
-            param.requires_grad_(name not in frozen)
+    _set_trainable(model, spec)
     if spec.only_optimize:
         # Reentrant gradient checkpointing needs an input that requires grad; frozen embeddings give none.
         getattr(model, "backbone", model).enable_input_require_grads()
     return model
+
+
+def _refuse_tied(model: nn.Module, targets: list[str], module_name: str) -> None:
+    """A LoRA layer's weight must be its own. One tied to another module's (an LM head tied to the input
+    embeddings) would go on training through that module, and the merge would add the LoRA update to
+    the shared tensor, changing the other module too: the merged model would not be the trained one."""
+    names: dict[int, list[str]] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        names.setdefault(id(param), []).append(name)
+    for target in targets:
+        others = [n for n in names[id(model.get_submodule(target).weight)] if n != f"{target}.weight"]
+        if others:
+            raise SystemExit(f"trainer: --lora_module_name {module_name!r} puts LoRA on {target}, whose weight is tied to "
+                             f"{others[0]}, so the merged update would change that too; give a name that leaves {target} out "
+                             "(e.g. the transformer blocks), or untie the weights first (an LM head: tie_word_embeddings false "
+                             "in the model's config)")
+
+
+def _set_trainable(model: nn.Module, spec: LoraSpec) -> None:
+    """What trains: the LoRA weights, and the rest unless `only_optimize` (then only a value head). Every
+    LoRA layer's base weight is frozen through its module: `named_parameters` lists a shared tensor once,
+    under whichever name comes first, so freezing by name can miss one."""
+    from peft.tuners.lora import LoraLayer
+
+    model.requires_grad_(not spec.only_optimize)
+    if spec.only_optimize:
+        for name, param in model.named_parameters():
+            if is_lora(name) or name.startswith(HEADS):
+                param.requires_grad_(True)
+    for layer in model.modules():
+        if isinstance(layer, LoraLayer):
+            layer.get_base_layer().weight.requires_grad_(False)
 
 
 def has_lora(model: nn.Module) -> bool:

@@ -84,6 +84,13 @@ def _fit_config(config, tokenizer: TokenizerInfo) -> None:
     config.pad_token_id = tokenizer.pad_or_eos
 
 
+def grows_embeddings(vocab_size: int, tokenizer: TokenizerInfo) -> bool:
+    """Whether a model with `vocab_size` embedding rows gets more for `tokenizer` when it loads: the new
+    rows are drawn at random (from the seed), so its weights then depend on the seed. A config's
+    vocab_size tells this before any weights load."""
+    return vocab_size < tokenizer.vocab_size
+
+
 def _fit_embeddings(model, tokenizer: TokenizerInfo) -> None:
-    if model.get_input_embeddings().num_embeddings < tokenizer.vocab_size:
+    if grows_embeddings(model.get_input_embeddings().num_embeddings, tokenizer):
         model.resize_token_embeddings(8 * -(-tokenizer.vocab_size // 8))

@@ -7,8 +7,8 @@ to itself, so no compute goes to padding.
     PackedRows      a ShardDataset read pack by pack
     PackedCollator  packs -> a packed batch (below)
     model_inputs    a packed batch -> what the model runs on: a block-diagonal causal mask (eager,
-                    SDPA: any model family), or one flattened row whose position ids mark the rows
-                    (flash attention's variable-length kernel)
+                    SDPA: every family but Bloom's, see takes_block_mask), or one flattened row whose
+                    position ids mark the rows (flash attention's variable-length kernel)
     last_tokens     where each row ends, to read a row's own score (the reward model)
 
 A packed batch of P packs (all tensors; what the loop moves to the device):
@@ -175,8 +175,21 @@ class PackedSFTCollator:
 
 
 def attention_of(model) -> str:
-    """The attention kernel a model (or a DeepSpeed engine's model) runs."""
-    return getattr(model, "module", model).config._attn_implementation
+    """The attention kernel a model (or a DeepSpeed engine's model) runs packed batches with; a family that
+    cannot take them is refused in one line (packed steps ask this first, before any packed forward)."""
+    config = getattr(model, "module", model).config
+    if not takes_block_mask(config):
+        raise SystemExit(f"trainer: --packing cannot run {config.model_type} models: their ALiBi attention builds its bias from a "
+                         "2-D padding mask and cannot take the packed rows' block mask; train without --packing")
+    return config._attn_implementation
+
+
+def takes_block_mask(config) -> bool:
+    """Whether a model family runs the block-diagonal mask of masked_inputs. Those whose ALiBi bias is built
+    from a 2-D padding mask do not (transformers' Bloom, and Falcon with alibi=True: a traceback); checked
+    exact, packed against alone: gpt2, llama, qwen2, mistral, gemma, gemma2, phi3, gpt_neox, opt, falcon,
+    mpt (its ALiBi is relative: tests/trainer/test_packing.py)."""
+    return not (config.model_type == "bloom" or (config.model_type == "falcon" and getattr(config, "alibi", False)))
 
 
 def varlen_kernel(packing: bool, dtype: str) -> str | None:
@@ -199,7 +212,7 @@ def masked_inputs(batch: dict, additive: bool) -> dict[str, torch.Tensor]:
     """[S, W] with a [S, 1, W, W] block-diagonal causal mask: a token sees the earlier tokens of its own
     row (padding sees padding). Bool for SDPA; `additive` (0 or the float minimum) for eager attention,
     which adds the mask to its scores. Works for every model family that takes a 4-D mask and
-    position ids (GPT-2, OPT, Llama: tests/trainer/test_packing.py)."""
+    position ids (takes_block_mask: tests/trainer/test_packing.py)."""
     segment = batch["segment"]
     width = segment.shape[1]
     causal = torch.ones(width, width, dtype=torch.bool, device=segment.device).tril()

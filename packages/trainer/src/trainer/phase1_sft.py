@@ -6,9 +6,9 @@
 The loop is loop.run; this module says what SFT adds: the causal LM, the labels (-100 on padding, and
 on the tokens --sft_loss leaves out), the loss, and eval as token-weighted loss and perplexity.
 
-The loss is the token mean over the micro-batch's target tokens (transformers' causal-LM loss, as
-DeepSpeed-Chat), packed or not: --packing gives every row the same target tokens (packing.py), so a
-batch of the same rows has the same loss; a packed micro-batch just holds more rows.
+The loss is the token mean over the optimizer step's target tokens, all micro-batches and ranks
+together (loop.py), packed or not: --packing gives every row the same target tokens (packing.py), so
+the same rows give the same gradient whichever way they are batched.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+from torch.nn.functional import cross_entropy
 
 from trainer import flags as F, packing, runtime
 from trainer.collate import IGNORE_INDEX, SFT_LOSSES, SFTCollator
@@ -31,34 +32,34 @@ class SFTFlags(F.TrainFlags):
                                    "(from prompt_len); all, every assistant turn of the dialogue (the shards' loss_mask)", SFT_LOSSES)
 
 
-def targets(batch: dict) -> torch.Tensor:
-    """How many tokens the batch trains on (labels are shifted by one inside the model)."""
-    return (batch["labels"][:, 1:] != IGNORE_INDEX).sum()
+def targets(batch: dict) -> int:
+    """How many tokens the batch trains on (labels are shifted by one: a row's first token is never a target)."""
+    return int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+
+
+def token_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The cross-entropy summed over the target tokens (fp32; 0, still with a graph, when there are none)."""
+    return cross_entropy(logits[..., :-1, :].flatten(0, -2).float(), labels[..., 1:].flatten(), ignore_index=IGNORE_INDEX,
+                           reduction="sum")
 
 
 def step(engine, batch: dict) -> Step:
-    out = engine(**batch, use_cache=False)
-    return Step(_loss(out, batch), tokens=int(batch["attention_mask"].sum()), samples=batch["input_ids"].shape[0])
+    logits = engine(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+    return Step(token_loss_sum(logits, batch["labels"]), tokens=int(batch["attention_mask"].sum()), samples=batch["input_ids"].shape[0])
 
 
 def packed_step(engine, batch: dict) -> Step:
     inputs = packing.model_inputs(batch, packing.attention_of(engine))
-    out = engine(**inputs, labels=batch["labels"].view_as(inputs["input_ids"]), use_cache=False)
-    return Step(_loss(out, batch), tokens=packing.real_tokens(batch), samples=len(batch["row_len"]))
-
-
-def _loss(out, batch: dict) -> torch.Tensor:
-    # A micro-batch with no target token (--sft_loss last, every answer truncated away) has a mean loss
-    # over nothing, NaN: it counts as a zero loss instead, which still runs backward and step, so every
-    # rank stays in step with the others.
-    return out.loss if int(targets(batch)) else out.logits.sum() * 0.0
+    logits = engine(**inputs, use_cache=False).logits
+    return Step(token_loss_sum(logits, batch["labels"].view_as(inputs["input_ids"])), tokens=packing.real_tokens(batch),
+                samples=len(batch["row_len"]))
 
 
 def eval_sums(engine, batch: dict) -> torch.Tensor:
-    """The batch's loss times the tokens it predicts, and that count (the mean is token-weighted)."""
-    out = engine(**batch, use_cache=False)
-    tokens = targets(batch).double()
-    return torch.stack([torch.where(tokens > 0, out.loss.double() * tokens, torch.zeros_like(tokens)), tokens])
+    """The batch's summed token loss and its target tokens (the mean is token-weighted)."""
+    logits = engine(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+    return torch.stack([token_loss_sum(logits, batch["labels"]).double(), torch.tensor(float(targets(batch)), dtype=torch.float64,
+                                                                                      device=logits.device)])
 
 
 def eval_metrics(totals: dict[str, float]) -> dict:
@@ -68,11 +69,13 @@ def eval_metrics(totals: dict[str, float]) -> dict:
 
 def recipe(flags: SFTFlags) -> Recipe:
     return Recipe(
+        script="phase1_sft",
         phase=1,
         model=lambda f, tokenizer: causal_lm(f.model_name_or_path, f.model_config, tokenizer, f.dropout,
                                              packing.varlen_kernel(f.packing, f.dtype)),
         collator=lambda pad_id, width: SFTCollator(pad_id, pad_to=width, loss=flags.sft_loss),
         step=step,
+        units=targets,
         eval_names=("loss_sum", "tokens"),
         eval_sums=eval_sums,
         eval_metrics=eval_metrics,

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from dataprep.format import TOKEN_COLUMNS
+from dataprep.format import TOKEN_COLUMNS, TokenizerInfo
 from trainer import dpo, flags as F, packing, reference as R, runtime
-from trainer.collate import PairCollator
+from trainer.collate import PairCollator, pair_count
 from trainer.loop import Packed, Recipe, Step, run
-from trainer.models import causal_lm, partitioned
+from trainer.models import causal_lm, load_config, partitioned
 from trainer.shard_dataset import ShardDataset
 
 
@@ -36,15 +36,24 @@ class DPOFlags(F.TrainFlags):
                                         "compared with the reference's (DeepSpeed-Chat's recipe, TRL's default)")
     loss: str = F.flag("sigmoid", "sigmoid: DPO (conservative with --label_smoothing); ipo; simpo: length-normalised, no reference",
                        dpo.LOSSES)
-    beta: float = F.flag(0.1, "the KL strength of DPO and IPO; SimPO's reward scale (its paper uses 2 to 2.5)")
+    beta: float | None = F.flag(None, "sigmoid and ipo: the KL strength (default 0.1); simpo: the reward scale (default 2.0, "
+                                      "princeton-nlp/SimPO's SimPOConfig; the paper, Meng et al. 2024, uses 2.0 to 2.5)")
     label_smoothing: float = F.flag(0.0, "sigmoid and simpo: the assumed share of flipped preferences, in [0, 0.5)")
-    simpo_gamma: float = F.flag(0.5, "simpo: the target reward margin")
+    simpo_gamma: float | None = F.flag(None, "simpo: the target reward margin (default 0.25 beta, SimPOConfig's gamma_beta_ratio: "
+                                             "0.5 at beta 2.0); refused with the other losses, which have none")
     ref_model_name_or_path: str | None = F.flag(None, "the reference model (default: the policy's starting weights)")
     precompute_ref: str = F.flag("on", "on: the reference's log-probs once before training, cached in OUTPUT_DIR/reference; "
                                        "off: computed every step by a frozen reference kept in memory", ("on", "off"))
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        # Each loss's own defaults: DPO's beta 0.1 would give SimPO a target margin of gamma / beta = 5 nats per token.
+        if self.beta is None:
+            object.__setattr__(self, "beta", 2.0 if self.loss == "simpo" else 0.1)
+        if self.loss == "simpo" and self.simpo_gamma is None:
+            object.__setattr__(self, "simpo_gamma", 0.25 * self.beta)
+        if self.loss != "simpo" and self.simpo_gamma is not None:
+            raise ValueError(f"--simpo_gamma applies to --loss simpo; {self.loss} has no target margin")
         if self.beta <= 0:
             raise ValueError(f"--beta {self.beta}: must be above 0")
         if not 0 <= self.label_smoothing < 0.5:
@@ -56,7 +65,7 @@ class DPOFlags(F.TrainFlags):
 
     @property
     def objective(self) -> dpo.Objective:
-        return dpo.Objective(self.loss, self.beta, self.label_smoothing, self.simpo_gamma)
+        return dpo.Objective(self.loss, self.beta, self.label_smoothing, self.simpo_gamma or 0.0)  # 0.0: unused by sigmoid and ipo
 
 
 class Reference:
@@ -64,7 +73,7 @@ class Reference:
     frozen engine kept for the run (--precompute_ref off)."""
 
     def __init__(self, flags: DPOFlags):
-        self.flags, self.engine = flags, None
+        self.flags, self.engine, self._fingerprint = flags, None, None
 
     def build(self, tokenizer, world: int):
         """The frozen reference engine: ZeRO-3 when the policy is, else whole on every rank."""
@@ -79,16 +88,39 @@ class Reference:
                 model = causal_lm(f.model_name_or_path, f.model_config, tokenizer, attention=attention)
         return runtime.frozen_engine(model, spec, world)
 
+    def check(self, tokenizer: TokenizerInfo) -> None:
+        """Refuse a --ref_model_name_or_path with another tokenizer than the shards', before its weights
+        load: it would score the shards' ids as its own, from random embedding rows where its vocabulary
+        is smaller, and the cache would keep those log-probs. (The default reference is the policy,
+        which the loop checks.)"""
+        path = self.flags.ref_model_name_or_path
+        if path:
+            runtime.check_tokenizer(self.flags.shards, tokenizer, path, load_config(path))
+
+    def fingerprint(self, tokenizer: TokenizerInfo, device: torch.device) -> str:
+        """What identifies the reference's weights, as `build` makes them: the cache key's part, and the
+        run's identity's (computed once: a directory's weights are hashed)."""
+        if self._fingerprint is None:
+            f = self.flags
+            partitioned_on = device.type if f.zero_stage == 3 else None  # build partitions it when the policy is
+            name, config = (f.ref_model_name_or_path, None) if f.ref_model_name_or_path else (f.model_name_or_path, f.model_config)
+            self._fingerprint = R.fingerprint(name, config, tokenizer, f.seed, partitioned_on)
+        return self._fingerprint
+
+    def identity(self, tokenizer: TokenizerInfo, device: torch.device) -> dict:
+        """The reference's part of the run's identity (SimPO has none)."""
+        return {"reference": self.fingerprint(tokenizer, device) if self.flags.objective.needs_reference else None}
+
     def setup(self, train: ShardDataset, evals: ShardDataset, rank: int, world: int, device: torch.device) -> tuple:
         """Before the policy exists: the datasets to train on, with cached reference log-probs, or the engine."""
         f = self.flags
         if not f.objective.needs_reference:
             return train, evals
+        self.check(train.tokenizer)
         if f.precompute_ref == "off":
             self.engine = self.build(train.tokenizer, world)
             return train, evals
-        name = f.ref_model_name_or_path or f.model_name_or_path
-        fingerprint = R.fingerprint(name, None if f.ref_model_name_or_path else f.model_config, f.seed)
+        fingerprint = self.fingerprint(train.tokenizer, device)
         caches = {d.side: R.Cache(f.output_dir / "reference" / f"{d.side}.arrow", R.cache_key(d, fingerprint, f.dtype)) for d in (train, evals)}
         values = {d.side: _from_rank0(lambda: caches[d.side].read(len(d)), rank, len(d), device) for d in (train, evals)}
         missing = [d for d in (train, evals) if values[d.side] is None]
@@ -169,7 +201,7 @@ def recipe(flags: DPOFlags) -> Recipe:
         logged = {"chosen_reward": scored.chosen_reward.mean().item(), "rejected_reward": scored.rejected_reward.mean().item(),
                   "reward_accuracy": scored.correct.double().mean().item(), "reward_margin": scored.margin.mean().item()}
         tokens = packing.real_tokens(batch) if packed else int(batch["attention_mask"].sum())
-        return Step(scored.loss.mean(), tokens=tokens, samples=len(scored.loss), logged=logged)
+        return Step(scored.loss.sum(), tokens=tokens, samples=len(scored.loss), logged=logged)
 
     def eval_sums(engine, batch: dict) -> torch.Tensor:
         s = score(engine, batch, reference, objective)
@@ -177,16 +209,19 @@ def recipe(flags: DPOFlags) -> Recipe:
                             s.chosen_reward.sum(), s.rejected_reward.sum()])
 
     return Recipe(
+        script="phase2_dpo",
         phase=2,
         model=lambda f, tokenizer: causal_lm(f.model_name_or_path, f.model_config, tokenizer, f.dropout,
                                              packing.varlen_kernel(f.packing, f.dtype)),
         collator=lambda pad_id, width: PairCollator(pad_id, pad_to=width),
         step=step,
+        units=pair_count,
         eval_names=("loss_sum", "correct", "pairs", "chosen_sum", "rejected_sum"),
         eval_sums=eval_sums,
         eval_metrics=eval_metrics,
         panels=(("loss", "eval_loss"), ("reward_accuracy", "eval_accuracy"), ("chosen_reward", "rejected_reward"), ("reward_margin",)),
         setup=reference.setup,
+        identity=reference.identity,
         packed=Packed(collator=lambda pad_id, width: packing.PackedCollator(pad_id, TOKEN_COLUMNS[2], pad_to=width),
                       step=lambda engine, batch: step(engine, batch, packed=True)),
     )

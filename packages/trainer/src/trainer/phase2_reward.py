@@ -23,7 +23,7 @@ import torch
 
 from dataprep.format import TOKEN_COLUMNS
 from trainer import flags as F, packing, runtime
-from trainer.collate import PairCollator
+from trainer.collate import PairCollator, pair_count
 from trainer.loop import Packed, Recipe, Step, run
 from trainer.models import backbone
 from trainer.reward import RewardModel, pairwise_loss, ranking_loss
@@ -54,17 +54,15 @@ def eval_sums(engine, batch: dict) -> torch.Tensor:
 
 
 def eval_metrics(totals: dict[str, float]) -> dict:
-    pairs = max(totals["pairs"], 1)
-    return {"eval_accuracy": totals["correct"] / pairs, "chosen_score": totals["chosen_sum"] / pairs, "rejected_score": totals["rejected_sum"] / pairs}
-
-
+    count = max(totals["pairs"], 1)
+    return {"eval_accuracy": totals["correct"] / count, "chosen_score": totals["chosen_sum"] / count, "rejected_score": totals["rejected_sum"] / count}
 
 
 def packed_step(engine, batch: dict, margin_loss: bool = False) -> Step:
     """The end-score loss on a packed batch: each row's score at its own last token."""
     values = engine(**packing.model_inputs(batch, packing.attention_of(engine)))
     loss = ranking_loss(values.reshape(-1)[packing.last_tokens(batch)], batch["margin"] if margin_loss else None)["loss"]
-    return Step(loss, tokens=packing.real_tokens(batch), samples=len(batch["row_len"]) // 2)
+    return Step(loss * pair_count(batch), tokens=packing.real_tokens(batch), samples=pair_count(batch))
 
 
 def require_scores(train: ShardDataset, evals: ShardDataset, rank: int, world: int, device) -> tuple:
@@ -82,15 +80,17 @@ def recipe(flags: RewardFlags) -> Recipe:
     def step(engine, batch: dict) -> Step:
         ids, mask = batch["input_ids"], batch["attention_mask"]
         margin = batch["margin"] if flags.margin_loss else None
-        loss = pairwise_loss(engine(ids, mask), ids, mask, kind=flags.loss, margin=margin)["loss"]
-        return Step(loss, tokens=int(batch["attention_mask"].sum()), samples=batch["input_ids"].shape[0] // 2)
+        loss = pairwise_loss(engine(ids, mask), ids, mask, kind=flags.loss, margin=margin)["loss"]  # the mean over the pairs
+        return Step(loss * pair_count(batch), tokens=int(batch["attention_mask"].sum()), samples=pair_count(batch))
 
     return Recipe(
+        script="phase2_reward",
         phase=2,
         model=lambda f, tokenizer: RewardModel(backbone(f.model_name_or_path, f.model_config, tokenizer, f.dropout,
                                                         packing.varlen_kernel(f.packing, f.dtype))),
         collator=lambda pad_id, width: PairCollator(pad_id, pad_to=width),
         step=step,
+        units=pair_count,
         eval_names=("correct", "pairs", "chosen_sum", "rejected_sum"),
         eval_sums=eval_sums,
         eval_metrics=eval_metrics,

@@ -11,12 +11,16 @@ One round, for every --generation_batches prompt batches:
   2. KL-shaped rewards and GAE advantages (ppo.py);
   3. --ppo_epochs passes over the experience in micro-batches: PPO-clip on the actor (plus the PTX
      LM loss on unsupervised blocks, with --unsup_shards), clipped value loss on the critic, and the
-     actor's EMA (--enable_ema).
+     actor's EMA (--enable_ema) after each of the actor's optimizer updates.
 Flag names and defaults are DeepSpeed-Chat's; ppo.py lists where the maths differs from it and why.
-Differences in the loop: experience comes from eval mode (DeepSpeed-Chat scores in train mode, so
-dropout makes the first PPO ratio differ from 1); answers of at most one token are masked out of
-the losses and counted, so every rank runs the same steps (DeepSpeed-Chat reuses the previous
-batch); unsupervised blocks are cycled when they run out, so the prompts set the epoch length.
+Differences in the loop: answers are sampled with a generation config of our own, never the
+checkpoint's generation_config.json (its repetition penalty, say, would sample from another
+distribution than the one PPO scores; rank 0 names what it ignores); experience comes from eval mode
+(DeepSpeed-Chat scores in train mode, so dropout makes the first PPO ratio differ from 1); answers of
+at most one token are masked out of the losses and counted, so every rank runs the same steps
+(DeepSpeed-Chat reuses the previous batch); unsupervised blocks are cycled when they run out, so the
+prompts set the epoch length. Every checkpoint's tokenizer is checked against the shards' before any
+weights load.
 """
 
 from __future__ import annotations
@@ -24,9 +28,9 @@ from __future__ import annotations
 import copy
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import torch
 
@@ -36,9 +40,12 @@ from trainer.checkpoint import save_model, save_tokenizer
 from trainer.collate import BlockCollator, PromptCollator
 from trainer.ema import EMA
 from trainer.lora import LoraSpec
-from trainer.models import causal_lm, partitioned
+from trainer.models import causal_lm, load_config, partitioned
 from trainer.reward import RewardModel, end_scores
 from trainer.shard_dataset import ShardDataset
+
+if TYPE_CHECKING:
+    from transformers import GenerationConfig
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -159,20 +166,63 @@ def generation_model(actor, flags: PPOFlags) -> Iterator[torch.nn.Module]:
         yield actor.module
 
 
+# The fields of a generation config that change which token is drawn, or end an answer early, each with
+# the value at which it does nothing (transformers then adds no logits processor, warper or stopping
+# criterion for it, and decodes one sequence without beams). Phase 3 sets none of them.
+NEUTRAL_GENERATION = {
+    "repetition_penalty": 1.0, "encoder_repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "encoder_no_repeat_ngram_size": 0,
+    "bad_words_ids": None, "suppress_tokens": None, "begin_suppress_tokens": None, "sequence_bias": None, "min_length": 0,
+    "min_new_tokens": 0, "forced_bos_token_id": None, "forced_eos_token_id": None, "exponential_decay_length_penalty": None,
+    "min_p": None, "top_h": None, "typical_p": 1.0, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0, "guidance_scale": 1.0,
+    "watermarking_config": None, "renormalize_logits": False, "remove_invalid_values": False, "stop_strings": None,
+    "max_time": None, "num_beams": 1, "num_return_sequences": 1, "penalty_alpha": None, "dola_layers": None,
+}
+SAMPLING_CHOICE = ("do_sample", "temperature", "top_k", "top_p")
+
+
+def generation_config(tokenizer: TokenizerInfo, flags: PPOFlags) -> "GenerationConfig":
+    """What the actor samples with: the shards' special ids, the answer length and the sampling choice,
+    and nothing else. The PPO ratio and the KL score answers with log_softmax(logits / T), so any other
+    processor (a checkpoint's repetition penalty, banned n-grams or tokens, top-k, a minimum length)
+    would make the sampling distribution differ from the scored one."""
+    from transformers import GenerationConfig
+
+    greedy = flags.temperature == 0
+    sampling = {"do_sample": False} if greedy else {"do_sample": True, "temperature": flags.temperature, "top_k": 0, "top_p": 1.0}
+    return GenerationConfig(max_new_tokens=flags.max_answer_seq_len, eos_token_id=tokenizer.eos_id, pad_token_id=tokenizer.pad_or_eos,
+                            bos_token_id=tokenizer.bos_id, **sampling)
+
+
+def ignored_generation_fields(checkpoint: "GenerationConfig", ours: "GenerationConfig") -> dict[str, object]:
+    """The fields of the checkpoint's generation config (generation_config.json) that would change the
+    sampled distribution, with their values: phase 3 ignores them (`sample`). Ours sets the sampling
+    choice (greedy: do_sample alone) and leaves every other field neutral."""
+    chosen = {name: getattr(ours, name) for name in SAMPLING_CHOICE if getattr(ours, name) is not None}
+    expected = {**NEUTRAL_GENERATION, **chosen}
+    return {name: value for name, neutral in expected.items() if (value := getattr(checkpoint, name, None)) is not None and value != neutral}
+
+
+def sample(model, prompt: torch.Tensor, prompt_mask: torch.Tensor, config: "GenerationConfig", synced_gpus: bool = False) -> torch.Tensor:
+    """`model.generate` under `config` alone. generate fills every field its config leaves unset from
+    `model.generation_config` (the checkpoint's generation_config.json), so that is swapped for `config`
+    for the call: nothing of the checkpoint's reaches the draw."""
+    saved, model.generation_config = model.generation_config, config
+    try:
+        return model.generate(prompt, attention_mask=prompt_mask, generation_config=config, synced_gpus=synced_gpus)
+    finally:
+        model.generation_config = saved
+
+
 @torch.no_grad()
 def make_experience(batch: dict, actor, ref, critic, reward, flags: PPOFlags, tokenizer: TokenizerInfo) -> tuple[Experience, int, float]:
     """Rollouts for one prompt batch, scored with every model in eval mode; also returns how many
     answers were too short (at most one token) and are masked out, and the seconds `generate` took."""
     actor.eval(), critic.eval()
     prompt, prompt_mask = batch["prompt"], batch["prompt_att_mask"]
-    sampling = {"do_sample": True, "temperature": flags.temperature, "top_p": 1.0, "top_k": 0} if flags.temperature > 0 else {"do_sample": False}
     lockstep = flags.actor_zero_stage == 3 and flags.generate_partitioned  # every rank must then decode in step
     started = time.perf_counter()
     with generation_model(actor, flags) as model:
-        seq = model.generate(
-            prompt, attention_mask=prompt_mask, max_new_tokens=flags.max_answer_seq_len, eos_token_id=tokenizer.eos_id,
-            pad_token_id=tokenizer.pad_or_eos, synced_gpus=lockstep, **sampling,
-        )
+        seq = sample(model, prompt, prompt_mask, generation_config(tokenizer, flags), synced_gpus=lockstep)
     generate_s = time.perf_counter() - started
     width = prompt.shape[1]
     mask = ppo.answer_mask(seq[:, width:], tokenizer.eos_id)
@@ -192,20 +242,30 @@ def make_experience(batch: dict, actor, ref, critic, reward, flags: PPOFlags, to
     return exp, int(short.sum()), generate_s
 
 
+def micro_step(engine) -> bool:
+    """`engine.step()`; whether it was an optimizer update (DeepSpeed's accumulation boundary, which
+    must be asked before the step: the step moves the micro-step counter on)."""
+    update = engine.is_gradient_accumulation_boundary()
+    engine.step()
+    return update
+
+
 def train_on(exp: Experience, unsup: dict | None, actor, critic, flags: PPOFlags, ema: EMA | None) -> dict:
-    """One micro-batch: the actor's PPO step (with PTX), then the critic's."""
+    """One micro-batch: the actor's PPO step (with PTX), then the critic's. The EMA follows the actor's
+    optimizer updates, not its micro-batches: with gradient accumulation the weights change once per
+    --gradient_accumulation_steps micro-batches, and beta is a decay per update."""
     logprobs = action_logprobs(actor, exp.seq, exp.attention_mask, exp.position_ids, exp.start, flags.temperature)
     actor_loss, actor_clip = ppo.actor_loss(logprobs, exp.logprobs, exp.advantages, exp.mask, flags.cliprange)
     actor.backward(actor_loss)
-    actor.step()
+    updated = micro_step(actor)
     out = {"actor_loss": actor_loss.item(), "actor_clipfrac": actor_clip.item()}
     if unsup is not None:
         # The actor accumulates twice as many micro-steps with PTX, so this and the PPO loss make one update.
         ptx_loss = actor(**unsup, use_cache=False).loss
         actor.backward(flags.unsup_coef * ptx_loss)
-        actor.step()
+        updated = micro_step(actor)
         out["ptx_loss"] = ptx_loss.item()
-    if ema is not None:
+    if ema is not None and updated:
         ema.update(actor.module)
     values = action_values(critic, exp.seq, exp.attention_mask, exp.position_ids, exp.start)
     critic_loss, critic_clip = ppo.critic_loss(values, exp.values, exp.returns, exp.mask, flags.cliprange_value)
@@ -319,8 +379,17 @@ def main(argv: list[str] | None = None) -> None:
     if len(prompt_loader) == 0:
         raise SystemExit(f"trainer: {flags.shards} holds fewer phase-3 prompts per rank ({len(prompt_loader.sampler)}) than one "
                          f"generation batch ({flags.per_device_generation_batch_size}); lower --per_device_generation_batch_size")
+    # Every model against the shards' tokenizer before any weights load (the reference loads the actor's
+    # checkpoint, the reward model the critic's): a mismatch costs a config read, not four models.
+    for path in dict.fromkeys((flags.actor_model_name_or_path, flags.critic_model_name_or_path)):
+        runtime.check_tokenizer(flags.shards, tokenizer, path, load_config(path))
     ptx = flags.unsup_shards is not None and flags.unsup_coef > 0
-    blocks = Blocks(runtime.loader(ShardDataset(flags.unsup_shards, "unsup"), BlockCollator(), flags.per_device_generation_batch_size,
+    unsup = ShardDataset(flags.unsup_shards, "unsup") if ptx else None
+    identity = resume.identity("phase3_ppo", flags, tokenizer=tokenizer.fingerprint, shards=prompts.cache_key, world=world,
+                               unsup_shards=unsup.cache_key if unsup else None)
+    if resume.check(flags.output_dir, flags.resume_from, identity, rank):
+        return
+    blocks = Blocks(runtime.loader(unsup, BlockCollator(), flags.per_device_generation_batch_size,
                                    rank, world, flags.seed, shuffle=True, drop_last=True)) if ptx else None
 
     prompt_batches = flags.max_steps or len(prompt_loader) * flags.num_train_epochs
@@ -349,13 +418,15 @@ def main(argv: list[str] | None = None) -> None:
     config = {name: runtime.ds_config(spec, world) for name, spec in specs.items()}
     with partitioned(config["actor"]):
         actor_model = causal_lm(flags.actor_model_name_or_path, None, tokenizer, flags.actor_dropout)
-    runtime.check_tokenizer(flags.shards, tokenizer, flags.actor_model_name_or_path, actor_model.config)
     with partitioned(config["critic"]):
         critic_model = RewardModel.from_pretrained(flags.critic_model_name_or_path, flags.critic_dropout)
-    runtime.check_tokenizer(flags.shards, tokenizer, flags.critic_model_name_or_path, critic_model.config)
     actor_model, critic_model = lora.add(actor_model, flags.actor_lora), lora.add(critic_model, flags.critic_lora)
     if rank == 0:
         print(f"trainer: actor {lora.trainable_summary(actor_model)}; critic {lora.trainable_summary(critic_model)}", flush=True)
+        ignored = ignored_generation_fields(actor_model.generation_config, generation_config(tokenizer, flags))
+        if ignored:
+            print(f"trainer: phase 3 samples from the policy itself; ignoring {flags.actor_model_name_or_path}'s generation_config.json: "
+                  f"{', '.join(f'{name}={value}' for name, value in ignored.items())}", flush=True)
     if flags.actor_gradient_checkpointing:
         actor_model.gradient_checkpointing_enable()
     if flags.critic_gradient_checkpointing:
@@ -383,9 +454,6 @@ def main(argv: list[str] | None = None) -> None:
 
     # Resume, or start afresh.
     shuffler = torch.Generator().manual_seed(flags.seed + rank)  # the micro-batch order between PPO epochs
-    identity = {"phase": 3, "actor": flags.actor_model_name_or_path, "critic": flags.critic_model_name_or_path,
-                "tokenizer": tokenizer.fingerprint, "shards": prompts.cache_key, "world": world, "ptx": ptx, "ema": flags.enable_ema,
-                "lora": [asdict(flags.actor_lora), asdict(flags.critic_lora)]}
     record = resume.restore(flags.output_dir, flags.resume_from, {"actor": actor, "critic": critic}, identity, rank, {"shuffler": shuffler})
     position = record["position"] if record else {"step": 0, "epoch": 0, "batches": 0, "reward_ema": None, "blocks": None}
     if ema is not None and record:
@@ -443,7 +511,7 @@ def main(argv: list[str] | None = None) -> None:
         for name in ("actor", "critic") + (("actor_ema",) if ema is not None else ()):
             save_tokenizer(tokenizer, flags.output_dir / name)
         metrics.plot(flags.output_dir / "ppo.png", panels=(("reward", "reward_ema"), ("kl",), ("actor_loss", "critic_loss"), ("ptx_loss",), ("answer_len",)))
-    torch.distributed.barrier()
+    resume.finish(flags.output_dir, identity, step, rank)
 
 
 if __name__ == "__main__":

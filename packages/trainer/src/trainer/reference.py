@@ -21,28 +21,41 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from dataprep.format import READ_ERRORS, file_sha256, sha256_json
+from dataprep.format import READ_ERRORS, TokenizerInfo, file_sha256, sha256_json
 from trainer import runtime
 from trainer.dpo import answer_logps
 from trainer.shard_dataset import ShardDataset
 
 METADATA_KEY = b"rlhfkit.reference"
-VERSION = 1  # bump when what is computed changes (the answer span, the precision of the sums)
+VERSION = 2  # bump when what is computed or how it is keyed changes (2: the key has how random weights were drawn)
 WEIGHT_FILES = ("*.safetensors", "*.bin", "*.pt", "config.json")
 
 
-def fingerprint(model_name_or_path: str | None, model_config: Path | None, seed: int) -> str:
-    """What identifies the reference's weights: the sha256 of a directory's weight and config files,
-    a hub id at its resolved commit, or a config's sha256 and the seed of its random initialisation."""
+def fingerprint(model_name_or_path: str | None, model_config: Path | None, tokenizer: TokenizerInfo, seed: int,
+                partitioned_on: str | None) -> str:
+    """What identifies the reference's weights: the sha256 of a directory's weight and config files, or a
+    hub id at its resolved commit; or a config's sha256. Random weights add how they were drawn: a model
+    built from a config, and a checkpoint whose embeddings grow for the tokenizer (new random rows).
+
+    `partitioned_on`: the device type a ZeRO-3 model is built on (None: built whole). deepspeed.zero.Init
+    creates each parameter on that device, from that device's generator, so a partitioned model gets
+    other weights than a whole one from the same config and seed. It broadcasts rank 0's values, so
+    the world size changes nothing (measured: 1 and 2 ranks build the same weights)."""
+    drawn = f"seed {seed}, built " + (f"partitioned on {partitioned_on}" if partitioned_on else "whole")
     if model_config is not None:
-        return f"config sha256 {file_sha256(Path(model_config))}, seed {seed}"
+        return f"config sha256 {file_sha256(Path(model_config))}, {drawn}"
+    from trainer.models import grows_embeddings, load_config
+
+    config = load_config(model_name_or_path)  # the config alone: no weights load here
     root = Path(model_name_or_path)
     if root.is_dir():
         files = sorted({f for pattern in WEIGHT_FILES for f in root.glob(pattern)})
-        return "files sha256 " + sha256_json({f.name: file_sha256(f) for f in files})
-    from trainer.models import load_config
-
-    return f"{model_name_or_path}@{getattr(load_config(model_name_or_path), '_commit_hash', None)}"
+        weights = "files sha256 " + sha256_json({f.name: file_sha256(f) for f in files})
+    else:
+        weights = f"{model_name_or_path}@{getattr(config, '_commit_hash', None)}"
+    if grows_embeddings(config.vocab_size, tokenizer):
+        return f"{weights}, embeddings grown for {tokenizer.vocab_size} tokens, {drawn}"
+    return weights
 
 
 def cache_key(shards: ShardDataset, reference: str, dtype: str) -> str:

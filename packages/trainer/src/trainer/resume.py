@@ -1,16 +1,20 @@
 """Resumable checkpoints (--save_steps, --resume_from): long GPU runs die, and a resumed run must go on
-exactly where the dead one stopped.
+exactly where the dead one stopped; and a finished run is never silently continued by another command.
 
 Every --save_steps optimizer steps (phase 3: prompt batches, at the end of a round) each DeepSpeed
 engine writes its checkpoint (weights, optimizer, schedule) to OUTPUT_DIR/checkpoints/step-NNNNNNNN/,
 every rank writes its RNG states beside it, and rank 0 seals it last with `complete.json`: the loop's
 position (step, epoch, micro-batches into the epoch, whatever the phase adds), how many lines of
-metrics.jsonl belong to it, and the run's identity (phase, model, tokenizer, shards, world size). A
-directory without that file is an unfinished save and is never resumed from. The newest --keep
-complete checkpoints are kept.
+metrics.jsonl belong to it, and the run's identity. A directory without that file is an unfinished
+save and is never resumed from. The newest --keep complete checkpoints are kept.
 
-A run resumes from --resume_from, or else from the newest complete checkpoint in its --output_dir;
-one of another model, tokenizer, shard set or world size is refused with one line.
+A run's identity (`identity`) is its script and every flag that changes what is trained: all but those
+that only say where or how often things are written or evaluated (NOT_TRAINED), with the shards, the
+tokenizer and a --model_config by content, the world size, and what the script adds (DPO: its
+reference's fingerprint). A run resumes from --resume_from, or else from the newest complete checkpoint
+in its --output_dir, only when the identities are equal; otherwise one line names each flag that
+differs, with both values. A run that ends writes OUTPUT_DIR/finished.json (`finish`): the same command
+run there again says so and exits 0 without training; any other command there is refused (`check`).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import os
 import random
 import shutil
 import signal
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +32,71 @@ import torch
 
 CHECKPOINTS = "checkpoints"
 COMPLETE = "complete.json"
+FINISHED = "finished.json"
+# Flags that only say where or how often things are written or evaluated: the same run whatever they are.
+NOT_TRAINED = ("output_dir", "save_steps", "resume_from", "local_rank", "eval_interval", "eval_iters", "per_device_eval_batch_size")
+# Flags that name inputs whose content the identity holds instead (a moved directory is the same input).
+BY_CONTENT = ("shards", "model_config", "unsup_shards")
+
+
+def identity(script: str, flags, **facts) -> dict:
+    """What a checkpoint must share with this run for the run to continue it: the script, each flag that
+    changes what is trained (as `--name`: value), and `facts` (content hashes, the world size, ...)."""
+    trained = {f"--{f.name}": _plain(getattr(flags, f.name)) for f in fields(flags) if f.name not in NOT_TRAINED + BY_CONTENT}
+    return {"script": script, **trained, **facts}
+
+
+def differences(theirs: dict, ours: dict) -> str:
+    """'--beta: 0.1 there, 0.5 here; ...' for every key whose value differs ('' when none does)."""
+    keys = [k for k in dict.fromkeys([*theirs, *ours]) if theirs.get(k) != ours.get(k)]
+    return "; ".join(f"{k}: {_shown(theirs.get(k))} there, {_shown(ours.get(k))} here" for k in keys)
+
+
+def check(output_dir: Path, resume_from: Path | None, identity: dict, rank: int) -> bool:
+    """Before anything is built: True when OUTPUT_DIR holds this very run, finished (rank 0 says so, and
+    there is nothing to do). A finished run of another command there, or a checkpoint to resume from
+    that belongs to another run, is refused with one line. False: train (afresh, or resuming)."""
+    marker = output_dir / FINISHED
+    if marker.is_file():
+        record = json.loads(marker.read_text())
+        differ = differences(record["identity"], identity)
+        if differ:
+            raise SystemExit(f"trainer: {output_dir} holds a finished run of another command ({differ}); give another "
+                             f"--output_dir, or delete {output_dir} to train there again")
+        if rank == 0:
+            print(f"trainer: {output_dir} already holds this run, finished at step {record['step']}; nothing to do "
+                  f"(delete {marker} to train it again)", flush=True)
+        return True
+    start = resume_from or newest(output_dir)
+    if start is not None and (start / COMPLETE).is_file():
+        _same_run(start, json.loads((start / COMPLETE).read_text()), identity)
+    return False
+
+
+def finish(output_dir: Path, identity: dict, step: int, rank: int) -> None:
+    """Mark OUTPUT_DIR's run finished, once its model is saved (every rank calls it)."""
+    torch.distributed.barrier()
+    if rank == 0:
+        tmp = output_dir / f".{FINISHED}.tmp"
+        tmp.write_text(json.dumps({"step": step, "identity": identity}, indent=2))
+        os.replace(tmp, output_dir / FINISHED)
+    torch.distributed.barrier()
+
+
+def _same_run(tag_dir: Path, record: dict, identity: dict) -> None:
+    differ = differences(record["identity"], identity)
+    if differ:
+        raise SystemExit(f"trainer: {tag_dir} belongs to another run ({differ}); resume with the same command, "
+                         "or start afresh in another --output_dir")
+
+
+def _plain(value):
+    """A flag's value as JSON keeps it (paths as strings), so a saved identity compares equal to a new one."""
+    return str(value) if isinstance(value, Path) else value
+
+
+def _shown(value) -> str:
+    return "unset" if value is None else repr(value)
 
 
 def newest(output_dir: Path) -> Path | None:
@@ -71,11 +141,7 @@ def load(tag_dir: Path, engines: dict, identity: dict, rank: int, generators: di
     if not sealed.is_file():
         raise SystemExit(f"trainer: {tag_dir} is not a complete checkpoint (no {COMPLETE}: its save was interrupted); resume from an older one")
     record = json.loads(sealed.read_text())
-    differ = {k: (record["identity"].get(k), v) for k, v in identity.items() if record["identity"].get(k) != v}
-    if differ:
-        what = "; ".join(f"{k}: checkpoint {old!r}, this run {new!r}" for k, (old, new) in differ.items())
-        raise SystemExit(f"trainer: {tag_dir} belongs to another run ({what}); resume with the same model, shards and ranks, "
-                         "or start afresh in another --output_dir")
+    _same_run(tag_dir, record, identity)
     for name, engine in engines.items():
         path, _ = engine.load_checkpoint(str(tag_dir), tag=name, load_module_strict=True)
         if path is None:

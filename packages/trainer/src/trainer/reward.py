@@ -67,13 +67,8 @@ class RewardModel(nn.Module):
         if state is None:
             raise SystemExit(f"trainer: {path} has no value head ({HEAD_FILE}, or a DeepSpeed-Chat step-2 state dict with "
                              f"{DS_CHAT_PREFIX}* and v_head.weight); a reward model or critic must be a phase-2 checkpoint")
-        model = cls(AutoModel.from_config(config))
         backbone = {k.removeprefix(DS_CHAT_PREFIX): v for k, v in state.items() if k.startswith(DS_CHAT_PREFIX)}
-        model.backbone.load_state_dict(backbone, strict=False)
-        missing = [name for name, _ in model.backbone.named_parameters() if name not in backbone]
-        if missing:
-            raise SystemExit(f"trainer: {path}: its DeepSpeed-Chat state dict lacks {len(missing)} backbone weights "
-                             f"({', '.join(missing[:3])}...); is it the checkpoint of this config's model?")
+        model = cls(_backbone_from_state(path, config, backbone))
         model.v_head.weight.data.copy_(state["v_head.weight"].to(model.v_head.weight.dtype))
         return model
 
@@ -89,6 +84,27 @@ def _local(path: Path | str) -> Path:
     from huggingface_hub import snapshot_download
 
     return Path(snapshot_download(str(path), allow_patterns=["*.json", "*.bin", "*.safetensors", "*.pt"]))
+
+
+def _backbone_from_state(path: Path | str, config, state: dict) -> nn.Module:
+    """The backbone of `config` holding `state`'s weights, loaded without a random init first (which at
+    1.3B costs minutes, and draws from the global RNG, so a seeded run would sample other answers than
+    from the same weights in our format); under ZeRO-3 transformers partitions it as it loads. A state
+    dict that lacks any of the backbone's weights is refused: they would stay random."""
+    from transformers import MODEL_MAPPING
+
+    try:
+        backbone_class = MODEL_MAPPING[type(config)]
+    except KeyError:
+        raise SystemExit(f"trainer: {path}: transformers has no backbone (AutoModel) class for its {type(config).__name__}") from None
+    with torch.device("meta"):  # the names alone: no memory, no init
+        skeleton = backbone_class(config)
+    missing = [name for name, _ in skeleton.named_parameters() if name not in state]
+    if missing:
+        raise SystemExit(f"trainer: {path}: its DeepSpeed-Chat state dict lacks {len(missing)} backbone weights "
+                         f"({', '.join(missing[:3])}...); is it the checkpoint of this config's model?")
+    # Only the backbone's own keys: old transformers also saved buffers (GPT-2's attn.bias) that it no longer has.
+    return backbone_class.from_pretrained(None, config=config, state_dict={k: v for k, v in state.items() if k in skeleton.state_dict()})
 
 
 def _deepspeed_chat_state(root: Path) -> dict | None:

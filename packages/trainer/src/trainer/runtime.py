@@ -5,7 +5,6 @@ values (EngineSpec, OptimSpec), so each phase says what it needs without buildin
 from __future__ import annotations
 
 import functools
-import hashlib
 import itertools
 import json
 import math
@@ -200,13 +199,6 @@ def loader(dataset, collate, batch_size: int, rank: int, world: int, seed: int, 
                       generator=torch.Generator().manual_seed(seed))
 
 
-def model_identity(model_name_or_path: str | None, model_config: Path | None) -> str:
-    """What a checkpoint records about the model a run started from: its name, or its config's sha256."""
-    if model_config is not None:
-        return "config sha256 " + hashlib.sha256(Path(model_config).read_bytes()).hexdigest()
-    return str(model_name_or_path)
-
-
 def check_tokenizer(shards: Path, info: TokenizerInfo, model_name_or_path: str | None, model_config) -> None:
     """Stop when the shards were tokenized with another tokenizer than the model's, or when the
     model's special ids disagree with the shards'."""
@@ -218,7 +210,8 @@ def check_tokenizer(shards: Path, info: TokenizerInfo, model_name_or_path: str |
         if theirs.fingerprint != info.fingerprint:
             raise SystemExit(
                 f"trainer: {shards} was tokenized with {info.spec} (fingerprint {info.fingerprint[:12]}), but "
-                f"{model_name_or_path} has another tokenizer ({theirs.fingerprint[:12]}); rerun dataprep prepare --tokenizer {model_name_or_path}"
+                f"{model_name_or_path} has another tokenizer ({theirs.fingerprint[:12]}); every model of a run must share the shards' "
+                f"tokenizer: use models that do, or prepare again with dataprep prepare --tokenizer {model_name_or_path}"
             )
     eos = getattr(model_config, "eos_token_id", None)
     if eos is not None and eos != info.eos_id:
@@ -229,7 +222,7 @@ def check_tokenizer(shards: Path, info: TokenizerInfo, model_name_or_path: str |
 
 
 class StepWindow:
-    """Accounting for one optimizer step: loss, tokens, samples and the time spent waiting on data."""
+    """Accounting for one optimizer step: the summed loss, tokens, samples and the time spent waiting on data."""
 
     def __init__(self, world: int, accumulation: int):
         self.world, self.accumulation = world, accumulation
@@ -240,23 +233,24 @@ class StepWindow:
         self.logged: dict[str, float] = {}
         self.start, self.cpu = time.perf_counter(), time.process_time()
 
-    def add(self, loss: float, tokens: int, samples: int, waited: float, logged: dict[str, float] | None = None) -> None:
-        self.loss += loss / self.accumulation
+    def add(self, loss_sum: float, tokens: int, samples: int, logged: dict[str, float] | None = None) -> None:
+        self.loss += loss_sum
         for name, value in (logged or {}).items():
             self.logged[name] = self.logged.get(name, 0.0) + float(value) / self.accumulation
         self.tokens += tokens * self.world
         self.samples += samples * self.world
-        self.wait += waited
 
-    def summary(self, device) -> dict:
-        """Loss (and the logged values) averaged over ranks, throughput over all ranks, the data-wait share
-        of the step, and the CPU seconds this rank's threads spent in it (beside the wall time: what other
-        load on the machine does not inflate)."""
+    def summary(self, device, units: float) -> dict:
+        """The loss as the mean over the step's `units` (all ranks), the logged values averaged over ranks,
+        throughput over all ranks, the data-wait share of the step, and the CPU seconds this rank's threads
+        spent in it (beside the wall time: what other load on the machine does not inflate)."""
         elapsed = time.perf_counter() - self.start
-        names = ["loss", *sorted(self.logged)]
-        means = torch.tensor([self.loss, *(self.logged[n] for n in names[1:])], dtype=torch.float64, device=device)
-        torch.distributed.all_reduce(means)
-        return {**dict(zip(names, (means / self.world).tolist())), "tokens_per_s": self.tokens / elapsed, "samples_per_s": self.samples / elapsed,
+        names = sorted(self.logged)
+        sums = torch.tensor([self.loss, *(self.logged[n] for n in names)], dtype=torch.float64, device=device)
+        torch.distributed.all_reduce(sums)
+        loss, *logged = sums.tolist()
+        return {"loss": loss / max(units, 1.0), "units": int(units), **{n: v / self.world for n, v in zip(names, logged)},
+                "tokens_per_s": self.tokens / elapsed, "samples_per_s": self.samples / elapsed,
                 "step_time_s": elapsed, "step_cpu_s": time.process_time() - self.cpu, "data_wait_s": self.wait,
                 "data_wait_frac": self.wait / elapsed, **peak_memory(device)}
 

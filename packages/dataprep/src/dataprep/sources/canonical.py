@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -16,7 +17,7 @@ from dataprep import readers
 from dataprep.errors import DataprepError
 from dataprep.sources import rows, scores
 from dataprep.sources.catalog import ADAPTERS
-from dataprep.sources.dataset import SCORES, Dataset, InputFile
+from dataprep.sources.dataset import NATIVE_ROW, SCORES, Dataset, InputFile
 from dataprep.sources.options import AdapterOptions
 from dataprep.sources.ranking import RankingCounts, ranking_counts
 
@@ -26,6 +27,7 @@ class Normalized:
     """One batch of a file through its adapter."""
 
     table: pa.Table  # CANONICAL rows
+    row_ids: np.ndarray  # per row, its native row's index in the file (a ranking's pairs share their row's)
     adapter: str  # the adapter's name
     ranking: RankingCounts | None = None  # a ranking adapter's prompts, responses and pairs in this batch
 
@@ -57,7 +59,8 @@ def iter_canonical(dataset: Dataset, file: InputFile, options: AdapterOptions | 
             if required not in table.column_names:  # absent from this batch only: every row here misses it
                 table = table.append_column(required, pa.nulls(table.num_rows, pa.string()))
         try:
-            canonical = _with_scores(normalize(table), table, adapter.scores)
+            canonical, native = _native_rows(normalize(table))
+            canonical = _with_scores(canonical, table, adapter.scores)
         except rows.RowError as exc:
             what = exc.problem or "is " + ("missing or null" if exc.reason == "missing_field" else "not of the expected type") + " (--strict)"
             raise DataprepError(f"{file.path}: row {row + exc.index}: field '{exc.field}' {what}") from None
@@ -69,11 +72,20 @@ def iter_canonical(dataset: Dataset, file: InputFile, options: AdapterOptions | 
         if options.strict:
             missing = pc.index(canonical.column("drop_reason"), "missing_field").as_py()
             if missing >= 0:
+                missing = int(native[missing])
                 field = next((f for f in adapter.required if table.column(f)[missing].as_py() is None), adapter.required[0])
                 raise DataprepError(f"{file.path}: row {row + missing}: field '{field}' is missing or null (--strict)")
-        row += table.num_rows
         counts = ranking_counts(table, canonical, adapter.responses) if adapter.responses else None
-        yield Normalized(canonical, adapter.name, counts)
+        yield Normalized(canonical, row + native, adapter.name, counts)
+        row += table.num_rows
+
+
+def _native_rows(canonical: pa.Table) -> tuple[pa.Table, np.ndarray]:
+    """The CANONICAL rows, and each one's native row within the batch: a ranking adapter says (NATIVE_ROW),
+    every other adapter gives one row per native row."""
+    if NATIVE_ROW not in canonical.column_names:
+        return canonical, np.arange(canonical.num_rows, dtype=np.int64)
+    return canonical.drop_columns([NATIVE_ROW]), canonical.column(NATIVE_ROW).to_numpy()
 
 
 def _with_scores(canonical: pa.Table, native: pa.Table, columns: tuple[str, str] | None) -> pa.Table:
@@ -93,22 +105,30 @@ def is_ranking(dataset: Dataset, mapping: dict[str, str] | None) -> bool:
 
 
 def _layout(file: InputFile, mapping: dict[str, str]) -> str | None:
-    """Ranking and chat layouts from the first row (their list columns must not be read as text);
-    None = decide from the first batch's columns."""
-    first = readers.first_row(file.path)
-    value = lambda name: first.get(mapping.get(name, name))  # noqa: E731
-    if isinstance(value("responses"), list):
-        given = [name for name in ("ranks", "scores") if value(name) is not None]
-        if len(given) != 1:
-            found = ", ".join(sorted(first)) or "none"
+    """Ranking and chat layouts from the column types (their list columns must not be read as text),
+    never from one row: a null in the first row says nothing about the file. None = decide from the
+    first batch's columns. A ranking's rows are checked one by one (ranking.py)."""
+    types = readers.column_types(file.path)
+    kind = lambda name: types.get(mapping.get(name, name))  # noqa: E731
+    if _lists(kind("responses")) or _nulls(kind("responses")):  # null throughout the first batch: still the ranking's column
+        if kind("ranks") is None and kind("scores") is None:
+            found = ", ".join(sorted(types)) or "none"
             raise DataprepError(f"{file.path}: a 'responses' list needs exactly one of 'ranks' or 'scores' beside it, "
                                 f"to order them (found: {found}); map yours with --columns ranks=...|scores=...")
         return "ranking"
-    if isinstance(value("chosen"), list):
+    if _lists(kind("chosen")):
         return "chat"
-    if value("chosen") is None and isinstance(value("messages"), list):
+    if (kind("chosen") is None or _nulls(kind("chosen"))) and _lists(kind("messages")):
         return "messages"
     return None
+
+
+def _lists(kind: pa.DataType | None) -> bool:
+    return kind is not None and (pa.types.is_list(kind) or pa.types.is_large_list(kind))
+
+
+def _nulls(kind: pa.DataType | None) -> bool:
+    return kind is not None and pa.types.is_null(kind)
 
 
 def _map_columns(file: InputFile, table: pa.Table, mapping: dict[str, str], first: bool) -> pa.Table:

@@ -28,6 +28,9 @@ CANONICAL = pa.schema(
     ]
 )
 SCORES = ("chosen_score", "rejected_score")
+# A column only a ranking adapter adds to its CANONICAL table, which gives several rows per native row:
+# each row's native row within the batch (canonical.py turns it into the rows' row_id).
+NATIVE_ROW = "native_row"
 
 
 def canonical_table(columns: dict[str, list]) -> pa.Table:

@@ -71,7 +71,7 @@ def _normalizer(opts: AdapterOptions) -> Normalizer:
 
 ADAPTER = Adapter(name="hh", columns=("chosen", "rejected"), text_fields=("chosen", "rejected"), required=("chosen", "rejected"),
                   phases=(1, 2, 3), formatting='prompt = dialogue up to its last "\\n\\nAssistant:", chosen/rejected = the rest',
-                  make=_normalizer, version=2, scores=SCORES)
+                  make=_normalizer, version=3, scores=SCORES)  # 3: an empty CSV cell is null
 SPECS = (Spec(name="hh", hub_id="Anthropic/hh-rlhf", adapter=ADAPTER, native="chosen, rejected (whole dialogues)",
               hub_files=tuple(f"{subset}/{split}.jsonl.gz" for subset in SUBSETS for split in ("train", "test")),
               layout=f"{{{','.join(SUBSETS)}}}/{{train,test}}.jsonl.gz"),)

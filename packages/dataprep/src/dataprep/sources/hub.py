@@ -16,7 +16,7 @@ from pathlib import Path
 from dataprep import readers
 from dataprep.errors import DataprepError
 from dataprep.sources.dataset import Dataset, InputFile
-from dataprep.sources.local import stem
+from dataprep.sources.local import sources
 from dataprep.sources.spec import Spec
 
 DATA_PATTERNS = ["*.parquet", "*.jsonl", "*.jsonl.gz", "*.json", "*.json.gz"]
@@ -53,12 +53,10 @@ def side_of(spec: Spec, rel: Path) -> str | None:
 
 
 def from_dir(spec: Spec, root: Path, origin: str, revision: str | None = None) -> Dataset:
-    files = []
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and readers.is_supported(p)):
-        rel = path.relative_to(root)
-        side = side_of(spec, rel)
-        if side is not None and not any(part.startswith(".") for part in rel.parts):
-            files.append(InputFile(path, side, f"{spec.name}/{stem(rel)}"))
+    sided = [(path, side_of(spec, path.relative_to(root))) for path in readers.data_files(root)]
+    sided = [(path, side) for path, side in sided if side is not None]
+    labels = sources(spec.name, [path.relative_to(root) for path, _ in sided])
+    files = [InputFile(path, side, source) for (path, side), source in zip(sided, labels)]
     if not files:
         raise DataprepError(f"{spec.name}: no {_expected(spec)} data files under {root}; "
                             f"download them from {_url(spec)} (native layout) into that directory")

@@ -1,7 +1,8 @@
 """Local files and directories, and DeepSpeed-Chat's local "jsonfile" format.
 
-A path is one dataset: a single file, or every supported file under a directory (recursively, sorted).
-A file whose name contains "test" is the eval side, the others the train side.
+A path is one dataset: a single file, or every supported file under a directory (recursively, sorted;
+hidden files and folders, whose names start with a dot, are left out). A file whose name contains
+"test" is the eval side, the others the train side.
 
 Rows with a `prompt` column use DeepSpeed-Chat's `local/jsonfile` surface form: " " + prompt and
 " " + response (the user writes the Human/Assistant template inside `prompt`). A null `rejected`
@@ -20,6 +21,7 @@ Stage 1 of prepare resolves the files; the jsonfile adapter normalizes them in s
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
@@ -40,17 +42,25 @@ def resolve(path: Path, label: str | None = None) -> Dataset:
     if not path.exists():
         raise DataprepError(f"--data {path}: no such file or directory")
     if path.is_dir():
-        paths = sorted(p for p in path.rglob("*") if p.is_file() and readers.is_supported(p))
+        paths = readers.data_files(path)
         if not paths:
             raise DataprepError(f"--data {path}: no {', '.join(readers.SUFFIXES)} files in this directory")
         label = label or path.resolve().name
-        files = tuple(InputFile(p, side_of(p), f"{label}/{stem(p.relative_to(path))}") for p in paths)
+        files = tuple(InputFile(p, side_of(p), source) for p, source in zip(paths, sources(label, [p.relative_to(path) for p in paths])))
     else:
         if not readers.is_supported(path):
             raise DataprepError(f"--data {path}: unsupported file type; use one of {', '.join(readers.SUFFIXES)}")
         name = stem(Path(path.name))
         files = (InputFile(path, side_of(path), f"{label}/{name}" if label else name),)
     return Dataset(stem(Path(path.resolve().name)), files, origin=str(path))
+
+
+def sources(label: str, rels: list[Path]) -> list[str]:
+    """Each file's source label: label/its path without the suffix, or with it where two files would
+    otherwise share one (train.jsonl beside train.parquet), so that (source, row_id) names one row."""
+    stems = [stem(rel) for rel in rels]
+    shared = {s for s, n in Counter(stems).items() if n > 1}
+    return [f"{label}/{rel.as_posix() if s in shared else s}" for rel, s in zip(rels, stems)]
 
 
 def stem(rel: Path) -> str:
@@ -101,6 +111,6 @@ def jsonfile_normalizer(opts: AdapterOptions) -> Normalizer:
 
 JSONFILE = Adapter(name="jsonfile", columns=COLUMNS, text_fields=COLUMNS, required=("prompt", "chosen"), phases=(1, 2, 3),
                    formatting='" "+prompt, " "+chosen, " "+rejected (null rejected: SFT-only row)', make=jsonfile_normalizer,
-                   version=2, scores=SCORES)
+                   version=3, scores=SCORES)  # 3: an empty CSV cell is null
 SPECS = (Spec(name="jsonfile", hub_id=None, adapter=JSONFILE, aliases=("local/jsonfile",), eval=("eval", "test"),
               native="prompt, chosen, rejected"),)

@@ -35,6 +35,7 @@ from typing import Callable
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from dataprep.sources.dataset import NATIVE_ROW
 from dataprep.sources.messages import render
 from dataprep.sources.options import AdapterOptions
 from dataprep.sources.rows import BadInput, Row, Skip, apply, pair_reason, reply, table_of, text
@@ -72,12 +73,16 @@ class RankingCounts:
 
 def pairs_table(items: list[Ranking | Row], rule: str, keep_ties: bool) -> pa.Table:
     """The CANONICAL rows of a batch, in native row order: each ranking's pairs, or the one dropped row
-    of a native row that gave none. A loop per ranking: pairing in one polars query over the batch
-    was measured at 0.5 to 1.5 times its speed, depending on --pairs (docs/benchmarks.md)."""
+    of a native row that gave none, with the NATIVE_ROW each came from. A loop per ranking: pairing in
+    one polars query over the batch was measured at 0.5 to 1.5 times its speed, depending on --pairs
+    (docs/benchmarks.md)."""
     rows: list[Row] = []
-    for item in items:
-        rows.extend([item] if isinstance(item, Row) else pairs(item, rule, keep_ties))
-    return table_of(rows)
+    native: list[int] = []
+    for index, item in enumerate(items):
+        made = [item] if isinstance(item, Row) else pairs(item, rule, keep_ties)
+        rows.extend(made)
+        native.extend([index] * len(made))
+    return table_of(rows).append_column(NATIVE_ROW, pa.array(native, pa.int64()))
 
 
 def pairs(ranking: Ranking, rule: str, keep_ties: bool) -> list[Row]:
@@ -138,7 +143,7 @@ def ranking_counts(native: pa.Table, canonical: pa.Table, column: str) -> Rankin
 
 def _user_row(row: dict, opts: AdapterOptions) -> Ranking:
     prompt, texts = text(row, "prompt"), strings(row.get("responses"), "responses")
-    field = "ranks" if "ranks" in row else "scores"  # the file's layout has exactly one of them (canonical._layout)
+    field = _order(row)
     given = numbers(row.get(field), field, len(texts))
     order, scores = ([-rank for rank in given], None) if field == "ranks" else (given, given)
     if opts.template == "chat":
@@ -148,7 +153,17 @@ def _user_row(row: dict, opts: AdapterOptions) -> Ranking:
     return Ranking(prompt, texts, rendered, responses, order, scores)
 
 
+def _order(row: dict) -> str:
+    """The field that orders this row's responses. A file has a ranks or a scores column, or both
+    (canonical._layout); each row gives exactly one of them: both is bad input, neither a null list."""
+    given = [name for name in ("ranks", "scores") if row.get(name) is not None]
+    if len(given) == 2:
+        raise BadInput("ranks", "and 'scores' are both given: a 'responses' list needs exactly one of 'ranks' or 'scores'")
+    return given[0] if given else ("ranks" if "ranks" in row else "scores")
+
+
 COLUMNS = ("prompt", "responses", "ranks", "scores")
-RANKING = Adapter(name="ranking", columns=COLUMNS, text_fields=(), required=("prompt", "responses"), phases=(1, 2, 3),
+# version 2: row_id is the native row; the layout from the column types, each row's order checked.
+RANKING = Adapter(name="ranking", columns=COLUMNS, text_fields=(), required=("prompt", "responses"), phases=(1, 2, 3), version=2,
                   formatting='" "+prompt, " "+each response (or --template chat), paired by --pairs', responses="responses",
                   make=lambda opts: normalizer(COLUMNS, lambda row: _user_row(row, opts), opts))

@@ -64,8 +64,9 @@ def _normalizer(opts: AdapterOptions) -> Normalizer:
     return lambda table: normalize(read_fields(table))
 
 
+# version 2: row_id is the native row.
 ADAPTER = Adapter(name="ultrafeedback-raw", columns=("instruction", "completions"), text_fields=(),
-                  required=("instruction", "completions"), phases=(1, 2, 3), responses="completions", make=_normalizer,
+                  required=("instruction", "completions"), phases=(1, 2, 3), responses="completions", make=_normalizer, version=2,
                   formatting="instruction as a user turn (--template), completions[].response ranked by overall_score, paired by --pairs")
 SPECS = (Spec(name="ultrafeedback-raw", hub_id="openbmb/UltraFeedback", adapter=ADAPTER, aliases=("UltraFeedback",),
               train=("train", *SOURCES), eval=(), layout=f"{{{','.join(SOURCES)}}}.jsonl",
