@@ -97,7 +97,7 @@ def main() -> int:
         return 0
     src, eval_path = run.make_input(args.rows), run.make_eval(10_000)
     dataset = local.resolve(src)
-    rows = pa.concat_tables(t for f in dataset.files for t, _ in iter_canonical(dataset, f)).select(list(dedup.FIELDS)).combine_chunks()
+    rows = pa.concat_tables(n.table for f in dataset.files for n in iter_canonical(dataset, f)).select(list(dedup.FIELDS)).combine_chunks()
     print(f"{rows.num_rows:,} rows, {rows.nbytes / 1e6:,.0f} MB of text; eval file {eval_path.name}")
     print("dedup keys")
     a = timed("Python loop: split/join, blake2b, dict", lambda: python_duplicates(rows))

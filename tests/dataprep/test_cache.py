@@ -76,6 +76,15 @@ def test_adapter_version(setup, monkeypatch):
     assert not run().reused
 
 
+def test_decontamination_rules_version(setup, monkeypatch):
+    """An output screened under other rules of what a word or a match is (decontaminate.VERSION) is rebuilt."""
+    from dataprep import decontaminate
+
+    _, _, run = setup
+    monkeypatch.setattr(decontaminate, "VERSION", decontaminate.VERSION + 1)
+    assert not run().reused
+
+
 def test_force_rebuilds(setup):
     _, _, run = setup
     assert not run(force=True).reused

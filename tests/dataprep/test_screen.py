@@ -8,6 +8,7 @@ import gzip
 import json
 import random
 import re
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -25,12 +26,34 @@ PASSAGE = "Whales sing long songs that travel hundreds of miles through the cold
 
 
 def _reference_words(text: str) -> list[bytes]:
-    """Words re-derived on str, not bytes: runs of ASCII letters and digits and non-ASCII characters."""
-    return [w.encode().lower() for w in re.findall(r"[0-9A-Za-z\u0080-\U0010ffff]+", text)]
+    """Words re-derived from their definition, on the whole str and character by character: NFKC,
+    casefold; punctuation, symbols, spaces, controls and the zero-width space separate, other format
+    characters and variation selectors vanish, each kana or Han character stands alone."""
+    spaced = []
+    for ch in unicodedata.normalize("NFKC", text).casefold():
+        if ch.isascii():
+            spaced.append(ch if ch.isalnum() else " ")
+            continue
+        kind = unicodedata.category(ch)
+        if kind[0] in "PSZ" or kind == "Cc" or ch == "\u200b":
+            spaced.append(" ")
+        elif kind != "Cf" and not (0xFE00 <= ord(ch) <= 0xFE0F or 0xE0100 <= ord(ch) <= 0xE01EF):  # variation selectors
+            cjk = unicodedata.name(ch, "").startswith(("CJK UNIFIED", "CJK COMPATIBILITY IDEOGRAPH", "HIRAGANA", "KATAKANA"))
+            spaced.append(f" {ch} " if cjk else ch)
+    return [w.encode() for w in "".join(spaced).split()]
+
+
+# Separators that are cut at in the byte pass (curly quotes, dashes, spaces, emoji) and those that are
+# not (their NFKC form holds a mark: `‾`, `¨`), format characters, fullwidth forms, ligatures, a
+# decomposed accent, casefolding beyond lower-casing, kana and Han (with a voicing mark to compose,
+# halfwidth, with an ideographic variation selector).
+UNICODE = ["’", "“", "”", "—", "–", "…", "•", "\u00a0", "\u2009", "\u3000", "\u200b", "❤\ufe0f", "👍🏽", "‾", "¨", "\u00ad",
+           "\u200d", "Ｆｕｌｌ", "！", "ﬁ", "e\u0301", "Straße", "STRASSE", "ΣΊΣΥΦΟΣ", "東京", "タワー", "ひらがな", "中文，", "か\u3099",
+           "ｶﾞ", "漢\U000e0100", "한국어", "हिन्दी", "½"]
 
 
 def _random_texts(rng: random.Random, n: int) -> list[str | None]:
-    pieces = WORDS + [" ", "  ", "\n\n", "\t", ",", "-", "!", "\u00a0", "\x10", "\x1c", "_", "é", "🙂"]
+    pieces = WORDS + UNICODE + [" ", "  ", "\n\n", "\t", ",", "-", "!", "\u00a0", "\x10", "\x1c", "_", "é", "🙂"]
     texts = ["".join(rng.choice(pieces) for _ in range(rng.randrange(0, 40))) for _ in range(n)]
     return texts + [None, "", "word", "glued", "Glued"]  # adjacent strings whose bytes form one run
 
@@ -218,17 +241,22 @@ def test_a_copy_in_a_later_dataset_is_dropped_there(planted, tmp_path):
 # -- real data --------------------------------------------------------------------------------------
 
 
-def _reference_contaminated(rows: list[dict], bench_texts: list[str], n: int) -> set[int]:
-    """Row indices sharing an n-word window with the benchmark: Python sets of word tuples."""
-    grams = set()
+def _reference_contaminated(rows: list[tuple[str | None, ...]], bench_texts: list[str], n: int) -> set[int]:
+    """Rows (their fields' texts) that share an n-word window with a benchmark text, or hold all the
+    words of one of 8 to n - 1 words in a row (docs/datasets.md): Python sets of word tuples."""
+    grams, wholes = set(), set()
     for text in bench_texts:
-        words = _reference_words(text)
-        grams.update(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
+        words = tuple(_reference_words(text))
+        if len(words) >= n:
+            grams.update(words[i : i + n] for i in range(len(words) - n + 1))
+        elif len(words) >= min(n, 8):
+            wholes.add(words)
+    wanted, lengths = grams | wholes, {n, *map(len, wholes)}
     found = set()
     for i, row in enumerate(rows):
-        for field in ("prompt", "chosen", "rejected"):
-            words = _reference_words(row[field] or "")
-            if any(tuple(words[j : j + n]) in grams for j in range(len(words) - n + 1)):
+        for text in row:
+            words = tuple(_reference_words(text or ""))
+            if any(words[j : j + k] in wanted for k in lengths for j in range(len(words) - k + 1)):
                 found.add(i)
                 break
     return found
@@ -249,7 +277,8 @@ def test_hh_decontamination_matches_a_slow_reference(tmp_path, n):
     screened = [r for r in dropped if r["reason"] in ("contaminated", "duplicate")]
     texts = [v for line in gzip.open(bench, "rt", encoding="utf-8") for v in json.loads(line).values()]
     universe = rows + screened
-    expected = {(universe[i]["source"], universe[i]["row_id"]) for i in _reference_contaminated(universe, texts, n)}
+    fields = [(r["prompt"], r["chosen"], r["rejected"]) for r in universe]
+    expected = {(universe[i]["source"], universe[i]["row_id"]) for i in _reference_contaminated(fields, texts, n)}
     assert {(r["source"], r["row_id"]) for r in dropped if r["reason"] == "contaminated"} == expected
     assert manifest["inputs"][0]["screened"] == ({"contaminated": len(expected)} if expected else {})
     assert (len(expected) > 20) == (n == 8)  # the shorter window finds many more: the comparison has teeth

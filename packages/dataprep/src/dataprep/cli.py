@@ -35,7 +35,8 @@ datasets to phase 1 only; --split-by prompt keeps every prompt in one phase and 
 
 Screening (docs/datasets.md): rows repeating an earlier row's prompt, chosen and rejected (whitespace
 normalised) are dropped as `duplicate` unless --no-dedup; with --decontaminate FILE..., rows sharing a
-13-word window (--decontam-ngram) with those files are dropped as `contaminated`. Both keep
+13-word window (--decontam-ngram; words after NFKC, casefolding and punctuation, each CJK character one;
+a text of 8-12 words matched whole, shorter ones reported unchecked) are dropped as `contaminated`. Both keep
 DeepSpeed-Chat's split indices for the rows that remain, and dropped/ says why, with a detail.
 
 Re-running with the same inputs and options reuses DIR; any change rebuilds it.
@@ -110,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "after whitespace normalisation, is dropped as `duplicate`)")
     p.add_argument("--decontaminate", nargs="+", default=[], metavar="PATH",
                    help="benchmark or eval files or directories (any --data file type; their 'text' column, else 'messages', "
-                        "else every string column): training rows sharing a --decontam-ngram word window with them are dropped "
+                        "else every string, nested ones included): training rows sharing a --decontam-ngram word window with them are dropped "
                         "as `contaminated`, with the window in dropped/")
     p.add_argument("--decontam-ngram", type=int, default=13, metavar="N", help="words per window for --decontaminate (default: %(default)s)")
     p.add_argument("--shard-size-mb", type=int, default=256, help="upper bound on token bytes per shard (default: %(default)s)")

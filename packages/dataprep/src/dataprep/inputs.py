@@ -190,11 +190,14 @@ def cache_key(inputs: list[Input], tokenizer: Tokenizer, options: dict) -> str:
     """A sha256 over the input files' contents (and hub revision), their sides and source labels, the
     adapters' versions, the tokenizer fingerprint, the tokenizer libraries' versions, every option
     that changes the output and the format version: never a name, so a changed byte anywhere rebuilds."""
+    from dataprep.decontaminate import VERSION as DECONTAMINATION_VERSION  # (decontaminate imports this module)
+
     material = {
         "format_version": FORMAT_VERSION,
         "inputs": [{"name": d.name, "revision": d.dataset.revision, "files": [[f["side"], f["source"], f["sha256"]] for f in d.files]}
                    for d in inputs],
         "adapters": ADAPTER_VERSIONS,
+        "decontamination": DECONTAMINATION_VERSION,
         "tokenizer": tokenizer.fingerprint,
         "libraries": libraries(),
         "options": options,

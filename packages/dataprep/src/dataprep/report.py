@@ -62,8 +62,19 @@ def screened_note(described: dict) -> str:
 
 
 def decontaminate_line(record: dict) -> str:
+    """The benchmark files, and a warning for their texts too short to check (older manifests lack the counts)."""
     files = ", ".join(Path(f["path"]).name for f in record["files"])
-    return f"decontaminate: {record['texts']:,} texts, {record['windows']:,} windows of {record['ngram']} words ({files})"
+    line = f"decontaminate: {record['texts']:,} texts, {record['windows']:,} windows of {record['ngram']} words"
+    if record.get("whole"):
+        line += f", {record['whole']:,} texts of {record['min_words']} to {record['ngram'] - 1} words matched whole"
+    line += f" ({files})"
+    short = [f for f in record["files"] if f.get("too_short")]
+    if short:
+        counts = ", ".join(f"{f['too_short']:,} in {Path(f['path']).name}" for f in short)
+        total = sum(f["too_short"] for f in short)
+        line += (f"\nwarning: {total:,} {'text' if total == 1 else 'texts'} of fewer than {record['min_words']} words "
+                 f"{'is' if total == 1 else 'are'} not checked ({counts})")
+    return line
 
 
 def groups_note(described: dict) -> str:
