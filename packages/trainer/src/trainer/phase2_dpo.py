@@ -6,8 +6,8 @@ preferences directly, with no reward model.
 --loss sigmoid (DPO; with --label_smoothing, conservative DPO), ipo or simpo; dpo.py has the maths.
 The reference is the policy's starting weights unless --ref_model_name_or_path says otherwise. Its
 log-probs are computed once before training into OUTPUT_DIR/reference/ (reference.py) and reused by
-the next run on the same shards and reference; the reference model is then freed before the policy
-is built. --precompute_ref off keeps it as a frozen engine beside the policy instead. SimPO needs none.
+a resumed run (or one given a copy of that folder) on the same shards and reference; the reference
+model is then freed before the policy is built. --precompute_ref off keeps it as a frozen engine beside the policy instead. SimPO needs none.
 Per step and at eval: the loss, the chosen and rejected implicit rewards, their margin and the share
 of pairs ranked right. With --packing a pair's two rows share a pack (packing.py) and each row's
 answer log-prob is summed over its own tokens, so the losses are the unpacked ones. The loop is loop.run.

@@ -58,7 +58,7 @@ def check(output_dir: Path, resume_from: Path | None, identity: dict, rank: int)
     that belongs to another run, is refused with one line. False: train (afresh, or resuming)."""
     marker = output_dir / FINISHED
     if marker.is_file():
-        record = json.loads(marker.read_text())
+        record = _record(marker)
         differ = differences(record["identity"], identity)
         if differ:
             raise SystemExit(f"trainer: {output_dir} holds a finished run of another command ({differ}); give another "
@@ -69,7 +69,7 @@ def check(output_dir: Path, resume_from: Path | None, identity: dict, rank: int)
         return True
     start = resume_from or newest(output_dir)
     if start is not None and (start / COMPLETE).is_file():
-        _same_run(start, json.loads((start / COMPLETE).read_text()), identity)
+        _same_run(start, _record(start / COMPLETE), identity)
     return False
 
 
@@ -81,6 +81,14 @@ def finish(output_dir: Path, identity: dict, step: int, rank: int) -> None:
         tmp.write_text(json.dumps({"step": step, "identity": identity}, indent=2))
         os.replace(tmp, output_dir / FINISHED)
     torch.distributed.barrier()
+
+
+def _record(path: Path) -> dict:
+    """A marker this module wrote (complete.json, finished.json); a damaged one is refused in one line."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"trainer: {path} cannot be read ({type(exc).__name__}); delete it (and its run) to start afresh") from None
 
 
 def _same_run(tag_dir: Path, record: dict, identity: dict) -> None:
@@ -140,7 +148,7 @@ def load(tag_dir: Path, engines: dict, identity: dict, rank: int, generators: di
     sealed = tag_dir / COMPLETE
     if not sealed.is_file():
         raise SystemExit(f"trainer: {tag_dir} is not a complete checkpoint (no {COMPLETE}: its save was interrupted); resume from an older one")
-    record = json.loads(sealed.read_text())
+    record = _record(sealed)
     _same_run(tag_dir, record, identity)
     for name, engine in engines.items():
         path, _ = engine.load_checkpoint(str(tag_dir), tag=name, load_module_strict=True)
